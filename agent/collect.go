@@ -1,0 +1,319 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"sort"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/shmwatch/shmwatch/agent/podmeta"
+	"github.com/shmwatch/shmwatch/cgroupfs"
+	"github.com/shmwatch/shmwatch/shmscan"
+)
+
+// Config is what a Collector needs to know about the node.
+type Config struct {
+	NodeName   string
+	CgroupRoot string // the kubelet's --cgroup-root
+	// AllCgroups treats every runtime container cgroup as a unit, for hosts
+	// without Kubernetes.
+	AllCgroups bool
+	// OrphanGrace is how long a pod cgroup may exist without a pod before it
+	// is called orphaned (the kubelet creates the cgroup before the API shows
+	// the pod as bound and running, and removes it a little after deletion).
+	OrphanGrace time.Duration
+}
+
+// Collector reads the node into Snapshots. Concurrent callers of Collect
+// share one in-flight collection instead of multiplying kernel reads.
+type Collector struct {
+	cfg  Config
+	fs   *cgroupfs.FS
+	shm  *shmscan.Scanner
+	meta podmeta.Provider
+	log  *zap.Logger
+	now  func() time.Time
+
+	flight singleflight.Group
+
+	mu    sync.Mutex
+	epoch uint64
+	// mounts caches what is at each container's /dev/shm, keyed by
+	// container cgroup path: it is fixed for the container's lifetime, so
+	// only statfs runs on every collection.
+	mounts    map[string]cachedMount
+	logged    map[string]bool
+	errTotals map[string]uint64
+}
+
+type cachedMount struct {
+	mount   shmscan.Mount
+	ok      bool // false: the container has no /dev/shm
+	sandbox bool // the container's only process is the pause process
+	seen    uint64
+}
+
+// NewCollector returns a Collector over the given readers. meta may be nil.
+func NewCollector(cfg Config, cg *cgroupfs.FS, shm *shmscan.Scanner, meta podmeta.Provider, log *zap.Logger) *Collector {
+	if cfg.OrphanGrace == 0 {
+		cfg.OrphanGrace = 2 * time.Minute
+	}
+	if cfg.CgroupRoot == "" {
+		cfg.CgroupRoot = "/"
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &Collector{
+		cfg: cfg, fs: cg, shm: shm, meta: meta, log: log, now: time.Now,
+		mounts: map[string]cachedMount{}, logged: map[string]bool{}, errTotals: map[string]uint64{},
+	}
+}
+
+// Collect returns a fresh snapshot of the node, sharing the collection with
+// any concurrent caller.
+func (c *Collector) Collect(ctx context.Context) (*Snapshot, error) {
+	ch := c.flight.DoChan("collect", func() (any, error) { return c.collect(), nil })
+	select {
+	case r := <-ch:
+		return r.Val.(*Snapshot), nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("collect: %w", ctx.Err())
+	}
+}
+
+// collection is the mutable state of one collect call.
+type collection struct {
+	snap  *Snapshot
+	epoch uint64
+	// src is the cgroup of each pod in snap.Pods, index for index.
+	src []*cgroupfs.Pod
+	// kmemLimited lists cgroups with a v1 kmem limit set.
+	kmemLimited []string
+}
+
+func (c *Collector) collect() *Snapshot {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.epoch++
+	col := &collection{snap: &Snapshot{Time: c.now(), ReadErrors: map[string]int{}}, epoch: c.epoch}
+
+	c.phase(col, "metadata", func() error { return c.collectMetadata(col) })
+	var pods []cgroupfs.Pod
+	c.phase(col, "cgroup", func() error {
+		var err error
+		pods, err = c.discover()
+		if err == nil {
+			col.snap.Pods = c.readPods(col, pods)
+		}
+		return err
+	})
+	c.phase(col, "shm", func() error { return c.collectShm(col) })
+	c.phase(col, "node", func() error { return c.collectNode(col) })
+	c.forgetGone(col)
+	sortPods(col.snap.Pods)
+	col.snap.ReadErrorTotals = make(map[string]uint64, len(c.errTotals)+len(col.snap.ReadErrors))
+	for f, n := range col.snap.ReadErrors {
+		c.errTotals[f] += uint64(n)
+	}
+	for f, n := range c.errTotals {
+		col.snap.ReadErrorTotals[f] = n
+	}
+	return col.snap
+}
+
+func (c *Collector) phase(col *collection, name string, f func() error) {
+	start := time.Now()
+	err := f()
+	col.snap.Phases = append(col.snap.Phases, Phase{Name: name, Duration: time.Since(start), Err: err})
+	if err != nil {
+		c.logOnce("phase:"+name+":"+err.Error(), "collection phase failed", zap.String("phase", name), zap.Error(err))
+	}
+}
+
+// discover lists the units to report: kubelet pods, or runtime containers
+// as one-container pseudo pods with --all-cgroups.
+func (c *Collector) discover() ([]cgroupfs.Pod, error) {
+	if !c.cfg.AllCgroups {
+		pods, err := c.fs.Pods(c.cfg.CgroupRoot)
+		if err != nil {
+			return nil, fmt.Errorf("list pod cgroups under %s: %w", c.cfg.CgroupRoot, err)
+		}
+		return pods, nil
+	}
+	ctrs, err := c.fs.RuntimeContainers()
+	if err != nil {
+		return nil, fmt.Errorf("list runtime container cgroups: %w", err)
+	}
+	units := make([]cgroupfs.Pod, 0, len(ctrs))
+	for _, ct := range ctrs {
+		units = append(units, cgroupfs.Pod{Path: ct.Path, Containers: []cgroupfs.Container{ct}})
+	}
+	return units, nil
+}
+
+func (c *Collector) collectMetadata(col *collection) error {
+	n := &col.snap.Node
+	n.Name = c.cfg.NodeName
+	if c.meta == nil {
+		n.MetadataSource = string(podmeta.SourceNone)
+		return nil
+	}
+	n.MetadataSource = string(c.meta.Source())
+	node := c.meta.Node()
+	n.KubernetesVersion = node.ServerVersion
+	n.AllocatableMemory = node.AllocatableMemory
+	return nil
+}
+
+// readPods reads the memory files of every pod and container cgroup. A pod
+// whose cgroup vanished mid-read is dropped whole: it is gone, not broken.
+func (c *Collector) readPods(col *collection, pods []cgroupfs.Pod) []Pod {
+	out := make([]Pod, 0, len(pods))
+	for i := range pods {
+		p, ok := c.readPod(col, &pods[i])
+		if ok {
+			out = append(out, p)
+			col.src = append(col.src, &pods[i])
+		}
+	}
+	return out
+}
+
+func (c *Collector) readPod(col *collection, cp *cgroupfs.Pod) (Pod, bool) {
+	mem := c.fs.Memory(cp.Path)
+	if vanished(mem) {
+		return Pod{}, false
+	}
+	col.noteKmem(cp.Path, mem)
+	p := Pod{UID: cp.UID, QOS: string(cp.QOS), Cgroup: cp.Path, Memory: memoryOf(mem), DyingMemcg: mem.DyingDescendants}
+	p.Errors = c.fieldErrors(col, mem.Errors)
+	meta, hasMeta := c.podMeta(cp.UID)
+	if hasMeta {
+		p.Namespace, p.Name = meta.Namespace, meta.Name
+		if p.QOS == "" {
+			p.QOS = meta.QOS
+		}
+	}
+	p.Binding, p.Headroom = memcgVerdict(p.Memory)
+	for _, ct := range cp.Containers {
+		cm := c.fs.Memory(ct.Path)
+		if vanished(cm) {
+			continue
+		}
+		col.noteKmem(ct.Path, cm)
+		p.Containers = append(p.Containers, Container{
+			ID: ct.ID, Name: containerName(meta, ct.ID), Runtime: string(ct.Runtime),
+			Sandbox: hasMeta && meta.Containers[ct.ID] == "",
+			Memory:  memoryOf(cm), OOMKills: cm.OOMKills, LimitHits: cm.LimitHits,
+			Errors: c.fieldErrors(col, cm.Errors),
+		})
+	}
+	if cp.UID == "" { // --all-cgroups: the unit is the container itself
+		p.Name = shortID(cp.Containers[0].ID)
+	}
+	return p, true
+}
+
+func (col *collection) noteKmem(path string, m cgroupfs.Memory) {
+	if m.KmemLimit != nil {
+		col.kmemLimited = append(col.kmemLimited, path)
+	}
+}
+
+func (c *Collector) podMeta(uid string) (podmeta.Pod, bool) {
+	if c.meta == nil || uid == "" {
+		return podmeta.Pod{}, false
+	}
+	return c.meta.Pod(uid)
+}
+
+// containerName is the API's name for a container id, or a short id when
+// the API does not know it (degraded metadata, or a sandbox).
+func containerName(meta podmeta.Pod, id string) string {
+	if n := meta.Containers[id]; n != "" {
+		return n
+	}
+	return shortID(id)
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// vanished says whether a cgroup disappeared while it was read: its
+// memory.stat is gone. Such a cgroup is skipped, not reported with errors.
+func vanished(m cgroupfs.Memory) bool {
+	for _, e := range m.Errors {
+		if errors.Is(e.Err, fs.ErrNotExist) && path.Base(e.Path) == "memory.stat" {
+			return true
+		}
+	}
+	return false
+}
+
+// fieldErrors counts and logs (once per field and kind) the read errors of
+// one cgroup, and returns them as strings for the reports.
+func (c *Collector) fieldErrors(col *collection, errs []cgroupfs.FieldError) []string {
+	if len(errs) == 0 {
+		return nil
+	}
+	out := make([]string, 0, len(errs))
+	for _, e := range errs {
+		col.snap.ReadErrors[e.Field]++
+		out = append(out, e.Error())
+		c.logOnce("field:"+e.Field+":"+errKind(e.Err), "cannot read cgroup field (logged once per field and kind)",
+			zap.String("field", e.Field), zap.String("path", e.Path), zap.Error(e.Err))
+	}
+	return out
+}
+
+func errKind(err error) string {
+	switch {
+	case errors.Is(err, fs.ErrPermission):
+		return "permission"
+	case errors.Is(err, fs.ErrNotExist):
+		return "missing"
+	case errors.Is(err, cgroupfs.ErrFileParse):
+		return "parse"
+	default:
+		return "other"
+	}
+}
+
+func (c *Collector) logOnce(key, msg string, fields ...zap.Field) {
+	if c.logged[key] {
+		return
+	}
+	c.logged[key] = true
+	c.log.Warn(msg, fields...)
+}
+
+func sortPods(pods []Pod) {
+	sort.SliceStable(pods, func(i, j int) bool {
+		hi, hj := pods[i].Headroom, pods[j].Headroom
+		switch {
+		case hi != nil && hj != nil && *hi != *hj:
+			return *hi < *hj
+		case (hi == nil) != (hj == nil):
+			return hi != nil
+		}
+		if pods[i].Namespace != pods[j].Namespace {
+			return pods[i].Namespace < pods[j].Namespace
+		}
+		if pods[i].Name != pods[j].Name {
+			return pods[i].Name < pods[j].Name
+		}
+		return pods[i].UID < pods[j].UID
+	})
+}

@@ -1,0 +1,107 @@
+package agent
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// collectNode reads the node's memcg leak signals and finds orphaned pod
+// cgroups.
+func (c *Collector) collectNode(col *collection) error {
+	n := c.fs.Node()
+	r := &col.snap.Node
+	r.CgroupMode = string(n.Mode)
+	r.Kernel = n.KernelRelease
+	r.NoKmem = n.NoKmem
+	r.Memcg = Memcgs{Live: n.LiveMemcgs, Dying: n.DyingMemcgs, IDHeadroom: n.MemcgIDHeadroom}
+	r.KmemLimitedCgroups = len(col.kmemLimited)
+	r.KmemLimitedPaths = col.kmemLimited
+	r.KmemAccounting = kmemAccounting(n.NoKmem, n.KernelRelease, len(col.kmemLimited))
+	for _, e := range n.Errors {
+		col.snap.ReadErrors[e.Field]++
+		r.Errors = append(r.Errors, e.Error())
+	}
+	c.findOrphans(col)
+	if len(n.Errors) > 0 && n.LiveMemcgs == nil && n.DyingMemcgs == nil {
+		return fmt.Errorf("node memcg counts: %w", n.Errors[0])
+	}
+	return nil
+}
+
+// kmemAccounting says whether kernel memory is charged to memory cgroups.
+// From 4.6 the kernel accounts it for every memcg unless booted with
+// cgroup.memory=nokmem; before, only in cgroups with a kmem limit set —
+// the 3.10 leak trigger.
+func kmemAccounting(nokmem bool, release string, kmemLimited int) string {
+	switch {
+	case nokmem:
+		return "nokmem"
+	case kernelAtLeast(release, 4, 6) || kmemLimited > 0:
+		return "on"
+	default:
+		return "off"
+	}
+}
+
+// kernelAtLeast compares a release like "6.1.0-56-cloud-amd64" with major.minor.
+func kernelAtLeast(release string, major, minor int) bool {
+	parts := strings.SplitN(release, ".", 3)
+	if len(parts) < 2 {
+		return false
+	}
+	maj, err1 := strconv.Atoi(parts[0])
+	min, err2 := strconv.Atoi(strings.TrimFunc(parts[1], func(r rune) bool { return r < '0' || r > '9' }))
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	return maj > major || maj == major && min >= minor
+}
+
+// findOrphans marks pod cgroups that no pod on this node owns. Only an
+// authoritative source (the API, synced) can say a pod is absent; the grace
+// covers the kubelet creating a cgroup before the API shows the pod bound,
+// and removing it a little after the pod is gone.
+func (c *Collector) findOrphans(col *collection) {
+	if c.meta == nil || !c.meta.Known() {
+		return
+	}
+	now := col.snap.Time
+	for i := range col.snap.Pods {
+		p := &col.snap.Pods[i]
+		if p.UID == "" {
+			continue
+		}
+		if _, ok := c.meta.Pod(p.UID); ok {
+			continue
+		}
+		created, err := c.fs.Stat(p.Cgroup)
+		if err != nil || now.Sub(created) < c.cfg.OrphanGrace {
+			continue
+		}
+		p.Orphaned = true
+		col.snap.Orphans = append(col.snap.Orphans, Orphan{UID: p.UID, Cgroup: p.Cgroup, Age: now.Sub(created).Seconds()})
+	}
+}
+
+// isPause says whether a container's only process is a pause process: the
+// sandbox, whose /dev/shm the app containers may not share.
+func (c *Collector) isPause(pids []int) bool {
+	if len(pids) != 1 {
+		return false
+	}
+	b, err := os.ReadFile(filepath.Join(c.fs.ProcRoot, strconv.Itoa(pids[0]), "comm"))
+	return err == nil && string(bytes.TrimSpace(b)) == "pause"
+}
+
+// forgetGone drops cached mounts of containers not seen in this collection.
+func (c *Collector) forgetGone(col *collection) {
+	for k, m := range c.mounts {
+		if m.seen != col.epoch {
+			delete(c.mounts, k)
+		}
+	}
+}

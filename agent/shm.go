@@ -1,0 +1,218 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+
+	"go.uber.org/zap"
+
+	"github.com/shmwatch/shmwatch/agent/podmeta"
+	"github.com/shmwatch/shmwatch/cgroupfs"
+	"github.com/shmwatch/shmwatch/shmscan"
+)
+
+// collectShm measures every tmpfs each pod can write to: what its
+// containers have at /dev/shm, and its memory emptyDirs mounted elsewhere.
+func (c *Collector) collectShm(col *collection) error {
+	if c.shm == nil {
+		return nil
+	}
+	if err := c.shm.Refresh(); err != nil {
+		// Without the host table sources are unknown, but statfs through
+		// each container still measures the mounts.
+		c.logOnce("refresh:"+err.Error(), "cannot read the host mount table", zap.Error(err))
+		col.snap.ReadErrors["mountinfo"]++
+	}
+	for i := range col.snap.Pods {
+		c.podShm(col, &col.snap.Pods[i], col.src[i])
+	}
+	col.snap.StuckMounts = c.shm.Stuck()
+	return nil
+}
+
+func (c *Collector) podShm(col *collection, p *Pod, src *cgroupfs.Pod) {
+	meta, _ := c.podMeta(p.UID)
+	byDevice := map[string]int{} // device -> index in p.Shm
+	paths := containerPaths(src)
+	for i := range p.Containers {
+		ct := &p.Containers[i]
+		c.containerShm(col, p, ct, paths[ct.ID], byDevice)
+	}
+	if p.UID != "" {
+		for _, m := range c.shm.MemoryEmptyDirs(p.UID) {
+			if _, dup := byDevice[m.Device]; dup {
+				continue
+			}
+			u, err := c.shm.StatHost(m)
+			byDevice[m.Device] = len(p.Shm)
+			p.Shm = append(p.Shm, c.newShm(col, p, m, u, err))
+		}
+	}
+	for i := range p.Shm {
+		applyVerdict(&p.Shm[i], p, meta)
+	}
+	p.Binding, p.Headroom = podVerdict(p)
+}
+
+// containerShm adds what one container has at /dev/shm to the pod, once
+// per tmpfs: containers sharing one tmpfs share one Shm.
+func (c *Collector) containerShm(col *collection, p *Pod, ct *Container, cgPath string, byDevice map[string]int) {
+	cm, fresh, err := c.containerMount(cgPath, col.epoch)
+	if err != nil {
+		col.snap.ReadErrors["shm"]++
+		p.Errors = append(p.Errors, fmt.Sprintf("shm of container %s: %v", ct.Name, err))
+		c.logOnce("shm:"+errKind(err), "cannot find a container's /dev/shm (logged once per kind)",
+			zap.String("cgroup", cgPath), zap.Error(err))
+		return
+	}
+	ct.Sandbox = ct.Sandbox || cm.sandbox
+	if !cm.ok {
+		return
+	}
+	if i, dup := byDevice[cm.mount.Device]; dup {
+		if !ct.Sandbox {
+			p.Shm[i].Containers = append(p.Shm[i].Containers, ct.Name)
+		}
+		return
+	}
+	var u shmscan.Usage
+	if fresh.ok {
+		u, err = fresh.usage, fresh.err
+	} else {
+		u, err = c.statContainerMount(cgPath, cm.mount)
+	}
+	s := c.newShm(col, p, cm.mount, u, err)
+	if !ct.Sandbox {
+		s.Containers = []string{ct.Name}
+	} else if cm.mount.Source == shmscan.SourceRuntime {
+		// The runtime mounts the sandbox's shm in the pause container
+		// too; only app containers make it a pod's shm. Keep it aside
+		// so an app container sharing it joins it.
+		s.Containers = nil
+	}
+	byDevice[cm.mount.Device] = len(p.Shm)
+	p.Shm = append(p.Shm, s)
+}
+
+// freshUsage is a statfs done while resolving a container's mount.
+type freshUsage struct {
+	ok    bool
+	usage shmscan.Usage
+	err   error
+}
+
+// containerMount returns what is at a container's /dev/shm, resolving it
+// through the container's processes only the first time.
+func (c *Collector) containerMount(cgPath string, epoch uint64) (cachedMount, freshUsage, error) {
+	if cm, ok := c.mounts[cgPath]; ok {
+		cm.seen = epoch
+		c.mounts[cgPath] = cm
+		return cm, freshUsage{}, nil
+	}
+	pids, err := c.fs.Procs(cgPath)
+	if err != nil {
+		return cachedMount{}, freshUsage{}, fmt.Errorf("list processes of %s: %w", cgPath, err)
+	}
+	if len(pids) == 0 {
+		return cachedMount{}, freshUsage{}, nil // not running: nothing to measure, not cached
+	}
+	m, u, ok, err := c.shm.ContainerShm(pids)
+	if err != nil && !errors.Is(err, shmscan.ErrStuck) {
+		return cachedMount{}, freshUsage{}, err
+	}
+	cm := cachedMount{mount: m, ok: ok, sandbox: c.isPause(pids), seen: epoch}
+	if err == nil {
+		c.mounts[cgPath] = cm
+	}
+	return cm, freshUsage{ok: ok, usage: u, err: err}, nil
+}
+
+// statContainerMount statfs's a known mount: at its host path when the host
+// table has it, else through one of the container's processes.
+func (c *Collector) statContainerMount(cgPath string, m shmscan.Mount) (shmscan.Usage, error) {
+	if m.HostPath != "" {
+		return c.shm.StatHost(m)
+	}
+	pids, err := c.fs.Procs(cgPath)
+	if err != nil {
+		return shmscan.Usage{}, fmt.Errorf("list processes of %s: %w", cgPath, err)
+	}
+	_, u, ok, err := c.shm.ContainerShm(pids)
+	if err == nil && !ok {
+		err = fmt.Errorf("container %s no longer has /dev/shm", cgPath)
+	}
+	return u, err
+}
+
+func (c *Collector) newShm(col *collection, p *Pod, m shmscan.Mount, u shmscan.Usage, err error) Shm {
+	s := Shm{Source: string(m.Source), Volume: m.Volume, Device: m.Device, HostPath: m.HostPath}
+	if err != nil {
+		col.snap.ReadErrors["statfs"]++
+		s.Error = err.Error()
+		c.logOnce("statfs:"+errKind(err), "cannot statfs a shm mount (logged once per kind)",
+			zap.String("pod", p.UID), zap.String("device", m.Device), zap.Error(err))
+		return s
+	}
+	s.Size, s.Used, s.Available = usagePtrs(u)
+	return s
+}
+
+func containerPaths(src *cgroupfs.Pod) map[string]string {
+	paths := make(map[string]string, len(src.Containers))
+	for _, ct := range src.Containers {
+		paths[ct.ID] = ct.Path
+	}
+	return paths
+}
+
+// applyVerdict works out the headroom of every limit on one shm and the
+// one that binds first.
+func applyVerdict(s *Shm, p *Pod, meta podmeta.Pod) {
+	if s.Used == nil {
+		return
+	}
+	in := shmscan.Inputs{
+		Used: *s.Used, TmpfsAvailable: *s.Available,
+		PodMemoryLimit: p.Memory.Limit, PodWorkingSet: p.Memory.WorkingSet,
+	}
+	if s.Source == string(shmscan.SourceEmptyDir) {
+		for _, v := range meta.MemoryVolumes {
+			if v.Name == s.Volume {
+				s.SizeLimit = v.SizeLimit
+				in.SizeLimit = v.SizeLimit
+			}
+		}
+	}
+	v := shmscan.Bind(in)
+	s.Headroom = make(map[string]int64, len(v.Headroom))
+	for l, h := range v.Headroom {
+		s.Headroom[string(l)] = h
+	}
+	s.Binding = string(v.Binding)
+}
+
+// podVerdict is the least headroom over the pod's shm mounts that an app
+// container can write; with none, the memcg headroom alone.
+func podVerdict(p *Pod) (string, *int64) {
+	binding, headroom := memcgVerdict(p.Memory)
+	for _, s := range p.Shm {
+		if s.Binding == "" || (len(s.Containers) == 0 && s.Source == string(shmscan.SourceRuntime)) {
+			continue
+		}
+		h := s.Headroom[s.Binding]
+		if headroom == nil || h < *headroom || binding == string(shmscan.LimitMemcg) && h <= *headroom {
+			binding, headroom = s.Binding, &h
+		}
+	}
+	return binding, headroom
+}
+
+// memcgVerdict is the headroom of a pod's memory cgroup: limit minus
+// working set, or nothing when the pod has no limit.
+func memcgVerdict(m Memory) (string, *int64) {
+	if m.Limit == nil || m.WorkingSet == nil {
+		return "", nil
+	}
+	h := int64(*m.Limit) - int64(*m.WorkingSet)
+	return string(shmscan.LimitMemcg), &h
+}

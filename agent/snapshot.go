@@ -1,0 +1,127 @@
+package agent
+
+import (
+	"time"
+
+	"github.com/shmwatch/shmwatch/cgroupfs"
+	"github.com/shmwatch/shmwatch/shmscan"
+)
+
+// Snapshot is one collection of the node. It is never modified after
+// Collect returns it, so concurrent readers need no locks.
+type Snapshot struct {
+	Time    time.Time  `json:"time"`
+	Node    NodeReport `json:"node"`
+	Pods    []Pod      `json:"pods"`
+	Orphans []Orphan   `json:"orphans"`
+	// Phases records how each collection phase went, for the
+	// scrape_collector_{duration_seconds,success} metrics.
+	Phases []Phase `json:"-"`
+	// ReadErrors counts per-field read errors of this collection by field;
+	// ReadErrorTotals counts them since the collector started.
+	ReadErrors      map[string]int    `json:"-"`
+	ReadErrorTotals map[string]uint64 `json:"-"`
+	// StuckMounts lists mounts whose statfs hung and are skipped.
+	StuckMounts []string `json:"stuck_mounts,omitempty"`
+}
+
+// Phase is the outcome of one collection phase.
+type Phase struct {
+	Name     string
+	Duration time.Duration
+	Err      error
+}
+
+// NodeReport is the node-wide part of a snapshot.
+type NodeReport struct {
+	Name               string   `json:"name"`
+	CgroupMode         string   `json:"cgroup_mode"`
+	Kernel             string   `json:"kernel"`
+	KmemAccounting     string   `json:"kmem_accounting"` // on | off | nokmem
+	NoKmem             bool     `json:"nokmem"`
+	Memcg              Memcgs   `json:"memcg"`
+	KmemLimitedCgroups int      `json:"kmem_limited_cgroups"`
+	KmemLimitedPaths   []string `json:"kmem_limited_paths,omitempty"`
+	MetadataSource     string   `json:"metadata_source"`
+	KubernetesVersion  string   `json:"kubernetes_version,omitempty"`
+	AllocatableMemory  *uint64  `json:"allocatable_memory_bytes"`
+	Errors             []string `json:"errors,omitempty"`
+}
+
+// Memcgs counts memory cgroups on the node.
+type Memcgs struct {
+	Live       *uint64 `json:"live"`
+	Dying      *uint64 `json:"dying"`
+	IDHeadroom *int64  `json:"id_headroom"`
+}
+
+// Pod is one pod cgroup with what the kernel, the mounts and the API say of it.
+type Pod struct {
+	UID        string      `json:"uid"`
+	Namespace  string      `json:"namespace"`
+	Name       string      `json:"name"`
+	QOS        string      `json:"qos"`
+	Cgroup     string      `json:"cgroup"`
+	Orphaned   bool        `json:"orphaned,omitempty"`
+	Memory     Memory      `json:"memory"`
+	DyingMemcg *uint64     `json:"dying_memcgs,omitempty"`
+	Shm        []Shm       `json:"shm"`
+	Binding    string      `json:"binding_limit"` // tmpfs | memcg | eviction | ""
+	Headroom   *int64      `json:"headroom_bytes"`
+	Containers []Container `json:"containers"`
+	Errors     []string    `json:"errors,omitempty"`
+}
+
+// Memory is the memory part of a pod or container, in bytes. nil = the
+// kernel does not say.
+type Memory struct {
+	Limit      *uint64 `json:"limit_bytes"`
+	Usage      *uint64 `json:"usage_bytes"`
+	WorkingSet *uint64 `json:"working_set_bytes"`
+	Shmem      *uint64 `json:"shmem_bytes"`
+	Kernel     *uint64 `json:"kernel_bytes"`
+	Peak       *uint64 `json:"peak_bytes"`
+}
+
+// Container is one container cgroup of a pod.
+type Container struct {
+	ID        string   `json:"id"`
+	Name      string   `json:"name"`
+	Runtime   string   `json:"runtime"`
+	Sandbox   bool     `json:"sandbox"`
+	Memory    Memory   `json:"memory"`
+	OOMKills  *uint64  `json:"oom_kills"`
+	LimitHits *uint64  `json:"limit_hits"`
+	Errors    []string `json:"errors,omitempty"`
+}
+
+// Shm is one tmpfs a pod writes shared memory to, with its verdict.
+type Shm struct {
+	Source     string           `json:"source"`
+	Volume     string           `json:"volume"`
+	Device     string           `json:"device"`
+	HostPath   string           `json:"host_path"`
+	Size       *uint64          `json:"size_bytes"`
+	Used       *uint64          `json:"used_bytes"`
+	Available  *uint64          `json:"available_bytes"`
+	SizeLimit  *uint64          `json:"size_limit_bytes"`
+	Headroom   map[string]int64 `json:"headroom"`
+	Binding    string           `json:"binding_limit"`
+	Containers []string         `json:"containers"`
+	Error      string           `json:"error,omitempty"`
+}
+
+// Orphan is a pod cgroup with no pod on this node.
+type Orphan struct {
+	UID    string  `json:"uid"`
+	Cgroup string  `json:"cgroup"`
+	Age    float64 `json:"age_seconds"`
+}
+
+func memoryOf(m cgroupfs.Memory) Memory {
+	return Memory{Limit: m.Limit, Usage: m.Usage, WorkingSet: m.WorkingSet, Shmem: m.Shmem, Kernel: m.Kernel, Peak: m.Peak}
+}
+
+func usagePtrs(u shmscan.Usage) (size, used, avail *uint64) {
+	return &u.SizeBytes, &u.UsedBytes, &u.AvailableBytes
+}

@@ -1,0 +1,91 @@
+package cgroupfs
+
+import (
+	"fmt"
+	"io/fs"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// cgDir is one open cgroup directory. Files are opened relative to it
+// (openat), which saves the path walk of every file of a deep pod cgroup
+// and the *os.File allocation of os.Open.
+type cgDir struct {
+	fd   int
+	path string
+}
+
+func openDir(path string) (cgDir, error) {
+	fd, err := retryEINTR(func() (int, error) {
+		return unix.Open(path, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	})
+	if err != nil {
+		return cgDir{fd: -1}, &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	return cgDir{fd: fd, path: path}, nil
+}
+
+func (d cgDir) close() {
+	if d.fd >= 0 {
+		unix.Close(d.fd)
+	}
+}
+
+// read reads the file name of d into buf. The returned slice aliases *buf.
+func (d cgDir) read(name string, buf *[]byte) ([]byte, error) {
+	fd, err := retryEINTR(func() (int, error) {
+		return unix.Openat(d.fd, name, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	})
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: d.path + "/" + name, Err: err}
+	}
+	defer unix.Close(fd)
+	b, err := readInto(func(p []byte) (int, error) {
+		return retryEINTR(func() (int, error) { return unix.Read(fd, p) })
+	}, buf)
+	if err != nil {
+		return nil, fmt.Errorf("%s/%s: %w", d.path, name, err)
+	}
+	return b, nil
+}
+
+func readPath(path string, buf *[]byte) ([]byte, error) {
+	fd, err := retryEINTR(func() (int, error) { return unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0) })
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	b, err := readInto(func(p []byte) (int, error) {
+		return retryEINTR(func() (int, error) { return unix.Read(fd, p) })
+	}, buf)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return b, nil
+}
+
+func retryEINTR(f func() (int, error)) (int, error) {
+	for {
+		n, err := f()
+		if err != unix.EINTR {
+			if n < 0 {
+				n = 0
+			}
+			return n, err
+		}
+	}
+}
+
+// dirChangeTime is the inode change time of a cgroup directory: set at mkdir
+// and on attribute changes, the closest the kernel gives to a creation time.
+func dirChangeTime(path string) (time.Time, error) {
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		return time.Time{}, &fs.PathError{Op: "lstat", Path: path, Err: err}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return time.Time{}, &fs.PathError{Op: "lstat", Path: path, Err: fs.ErrInvalid}
+	}
+	return time.Unix(st.Ctim.Unix()), nil
+}

@@ -1,0 +1,153 @@
+// Command shmwatch reports how close every pod on a node is to its shared
+// memory and memory limits, and whether the node leaks memory cgroups: as a
+// Prometheus exporter (serve) or as one-shot reports (scan, audit).
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"go.uber.org/zap"
+
+	"github.com/shmwatch/shmwatch/agent"
+	"github.com/shmwatch/shmwatch/agent/podmeta"
+	"github.com/shmwatch/shmwatch/cgroupfs"
+	"github.com/shmwatch/shmwatch/shmscan"
+)
+
+// nodeFlags are the flags every command shares: where the host's files are
+// and which pods to look at.
+type nodeFlags struct {
+	hostRoot      string
+	procfs        string
+	kubeletRoot   string
+	logRoot       string
+	cgroupRoot    string
+	nodeName      string
+	kubeconfig    string
+	allCgroups    bool
+	hostPID       int
+	statfsTimeout time.Duration
+	orphanGrace   time.Duration
+	metadataWait  time.Duration
+	logLevel      string
+	logFormat     string
+}
+
+func (f *nodeFlags) register(app *kingpin.Application) {
+	app.Flag("host-root", "Prefix of the host's /proc, /var/lib/kubelet and /var/log/pods when running in a container (e.g. /host).").Default("").StringVar(&f.hostRoot)
+	app.Flag("procfs", "The host's procfs mount point (below --host-root).").Default("/proc").StringVar(&f.procfs)
+	app.Flag("kubelet-root", "The kubelet's --root-dir (below --host-root).").Default("/var/lib/kubelet").StringVar(&f.kubeletRoot)
+	app.Flag("log-root", "The kubelet's pod log directory (below --host-root), for names when the API is out of reach.").Default("/var/log/pods").StringVar(&f.logRoot)
+	app.Flag("cgroup-root", "The kubelet's --cgroup-root.").Default("/").StringVar(&f.cgroupRoot)
+	app.Flag("node-name", "This node's name in the API.").Envar("NODE_NAME").StringVar(&f.nodeName)
+	app.Flag("kubeconfig", "kubeconfig file; empty: in-cluster config when in a pod, else no API.").Envar("KUBECONFIG").StringVar(&f.kubeconfig)
+	app.Flag("all-cgroups", "No Kubernetes: report every runtime container cgroup (Docker, containerd, CRI-O) as a unit.").BoolVar(&f.allCgroups)
+	app.Flag("host-pid", "A process in the host's mount namespace, whose mount table and root are the host's; 0: pid 1, or this process when pid 1's root is out of reach.").Default("0").IntVar(&f.hostPID)
+	app.Flag("statfs-timeout", "How long a statfs may take before its mount is marked stuck and skipped.").Default("2s").DurationVar(&f.statfsTimeout)
+	app.Flag("orphan-grace", "How old a pod cgroup with no pod must be to count as orphaned.").Default("60s").DurationVar(&f.orphanGrace)
+	app.Flag("metadata-wait", "scan and audit: how long to wait for the API's pod list.").Default("3s").DurationVar(&f.metadataWait)
+	app.Flag("log.level", "Log level: debug, info, warn, error.").Default("info").StringVar(&f.logLevel)
+	app.Flag("log.format", "Log format: json or console.").Default("console").EnumVar(&f.logFormat, "json", "console")
+}
+
+func (f *nodeFlags) path(p string) string { return filepath.Join("/", f.hostRoot, p) }
+
+// openNode builds the readers and the collector. The caller stops the
+// metadata informer by cancelling ctx.
+func (f *nodeFlags) openNode(ctx context.Context, log *zap.Logger) (*agent.Collector, podmeta.Provider, error) {
+	procRoot := f.path(f.procfs)
+	cg, err := cgroupfs.NewFS(procRoot)
+	if err != nil {
+		return nil, nil, fmt.Errorf("find the memory cgroup hierarchy: %w", err)
+	}
+	scanner := shmscan.NewScanner(shmscan.Config{ProcRoot: procRoot, HostPID: f.resolveHostPID(procRoot, log), StatfsTimeout: f.statfsTimeout})
+	var meta podmeta.Provider
+	if !f.allCgroups {
+		meta, err = podmeta.Start(ctx, podmeta.Config{
+			Kubeconfig: f.kubeconfig, NodeName: f.nodeName, LogRoot: f.path(f.logRoot), Logger: log.Named("podmeta"),
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("start pod metadata: %w", err)
+		}
+	}
+	col := agent.NewCollector(agent.Config{
+		NodeName: f.nodeName, CgroupRoot: f.cgroupRoot, AllCgroups: f.allCgroups, OrphanGrace: f.orphanGrace,
+	}, cg, scanner, meta, log)
+	return col, meta, nil
+}
+
+// resolveHostPID picks the process whose mount table is the host's. pid 1
+// is the host's init with hostPID; where its root is out of reach (a sandbox
+// whose init holds capabilities we lack) this process stands in, which is
+// right only when shmwatch itself runs in the host mount namespace.
+func (f *nodeFlags) resolveHostPID(procRoot string, log *zap.Logger) int {
+	if f.hostPID > 0 {
+		return f.hostPID
+	}
+	if d, err := os.Open(filepath.Join(procRoot, "1", "root")); err == nil {
+		_ = d.Close()
+		return 1
+	} else {
+		self := os.Getpid()
+		log.Warn("pid 1's root is out of reach; using this process's mount table as the host's (set --host-pid to override)",
+			zap.Int("pid", self), zap.Error(err))
+		return self
+	}
+}
+
+// apiConfigured says whether there is an API server to wait for.
+func (f *nodeFlags) apiConfigured() bool {
+	return !f.allCgroups && (f.kubeconfig != "" || os.Getenv("KUBERNETES_SERVICE_HOST") != "")
+}
+
+// waitForAPI gives the informer a moment to list pods, so a one-shot report
+// has names; it never fails, it only waits.
+func (f *nodeFlags) waitForAPI(ctx context.Context, meta podmeta.Provider) {
+	if meta == nil || !f.apiConfigured() {
+		return
+	}
+	d := f.metadataWait
+	deadline := time.Now().Add(d)
+	for meta.Source() != podmeta.SourceAPI && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func main() {
+	app := kingpin.New("shmwatch", "Shared memory and memory cgroup limits of every pod on this node.")
+	app.Version(agent.Version)
+	app.HelpFlag.Short('h')
+	var flags nodeFlags
+	flags.register(app)
+	serve := newServeCmd(app, &flags)
+	scan := newScanCmd(app, &flags)
+	audit := newAuditCmd(app, &flags)
+
+	cmd := kingpin.MustParse(app.Parse(os.Args[1:]))
+	log, err := newLogger(flags.logLevel, flags.logFormat)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "shmwatch:", err)
+		os.Exit(2)
+	}
+	defer func() { _ = log.Sync() }()
+
+	var code int
+	switch cmd {
+	case serve.cmd.FullCommand():
+		code = serve.run(log)
+	case scan.cmd.FullCommand():
+		code = scan.run(log)
+	case audit.cmd.FullCommand():
+		code = audit.run(log)
+	}
+	os.Exit(code)
+}

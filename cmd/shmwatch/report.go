@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"go.uber.org/zap"
+
+	"github.com/shmwatch/shmwatch/agent"
+)
+
+type scanCmd struct {
+	cmd        *kingpin.CmdClause
+	flags      *nodeFlags
+	output     string
+	containers bool
+}
+
+func newScanCmd(app *kingpin.Application, f *nodeFlags) *scanCmd {
+	s := &scanCmd{flags: f}
+	s.cmd = app.Command("scan", "One pass over this host: every pod's shm, memory and binding limit.")
+	s.cmd.Flag("output", "table or json.").Short('o').Default("table").EnumVar(&s.output, "table", "json")
+	s.cmd.Flag("containers", "Also a row per container.").BoolVar(&s.containers)
+	return s
+}
+
+func (s *scanCmd) run(log *zap.Logger) int {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	col, meta, err := s.flags.openNode(ctx, log)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "shmwatch scan:", err)
+		return 1
+	}
+	s.flags.waitForAPI(ctx, meta)
+	snap, err := col.Collect(ctx)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "shmwatch scan:", err)
+		return 1
+	}
+	if s.output == "json" {
+		err = agent.WriteJSON(os.Stdout, snap)
+	} else {
+		err = agent.WriteTable(os.Stdout, snap, s.containers)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "shmwatch scan:", err)
+		return 1
+	}
+	return 0
+}
+
+type auditCmd struct {
+	cmd      *kingpin.CmdClause
+	flags    *nodeFlags
+	output   string
+	interval time.Duration
+}
+
+func newAuditCmd(app *kingpin.Application, f *nodeFlags) *auditCmd {
+	a := &auditCmd{flags: f}
+	a.cmd = app.Command("audit", "Node memcg leak audit; exit 0 ok, 1 warnings, 2 critical, 3 could not run.")
+	a.cmd.Flag("output", "text or json.").Short('o').Default("text").EnumVar(&a.output, "text", "json")
+	a.cmd.Flag("interval", "Time between the two samples that show the dying memcg trend.").Default("2s").DurationVar(&a.interval)
+	return a
+}
+
+func (a *auditCmd) run(log *zap.Logger) int {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	col, meta, err := a.flags.openNode(ctx, log)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "shmwatch audit:", err)
+		return 3
+	}
+	a.flags.waitForAPI(ctx, meta)
+	first, err := col.Collect(ctx)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "shmwatch audit:", err)
+		return 3
+	}
+	time.Sleep(a.interval)
+	second, err := col.Collect(ctx)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "shmwatch audit:", err)
+		return 3
+	}
+	report := agent.NewAudit(first, second)
+	if a.output == "json" {
+		err = report.WriteJSON(os.Stdout)
+	} else {
+		err = report.WriteText(os.Stdout)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "shmwatch audit:", err)
+		return 3
+	}
+	return report.ExitCode()
+}

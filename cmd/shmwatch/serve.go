@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/exporter-toolkit/web"
+	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+	"go.uber.org/zap"
+	"go.uber.org/zap/exp/zapslog"
+
+	"github.com/shmwatch/shmwatch/agent"
+)
+
+// defaultListen is shmwatch's port, next to the exporters on Prometheus'
+// default port allocations page, which does not list 9850.
+const defaultListen = ":9850"
+
+type serveCmd struct {
+	cmd           *kingpin.CmdClause
+	flags         *nodeFlags
+	web           *web.FlagConfig
+	telemetryPath string
+	scrapeTimeout time.Duration
+	sandbox       bool
+}
+
+func newServeCmd(app *kingpin.Application, f *nodeFlags) *serveCmd {
+	s := &serveCmd{flags: f}
+	s.cmd = app.Command("serve", "Serve Prometheus metrics (the DaemonSet agent).").Default()
+	s.web = kingpinflag.AddFlags(s.cmd, defaultListen)
+	s.cmd.Flag("web.telemetry-path", "Path of the metrics.").Default("/metrics").StringVar(&s.telemetryPath)
+	s.cmd.Flag("scrape-timeout", "Longest a scrape waits for a collection.").Default("10s").DurationVar(&s.scrapeTimeout)
+	s.cmd.Flag("collector.sandbox", "Also export the sandbox (pause) container cgroups.").BoolVar(&s.sandbox)
+	return s
+}
+
+func (s *serveCmd) run(log *zap.Logger) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	col, _, err := s.flags.openNode(ctx, log)
+	if err != nil {
+		log.Error("cannot start", zap.Error(err))
+		return 1
+	}
+	var ready atomic.Bool
+	go func() { // the first collection warms the mount cache before /readyz says yes
+		if _, err := col.Collect(ctx); err == nil {
+			ready.Store(true)
+		}
+	}()
+	server := &http.Server{Handler: s.mux(col, &ready, log), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- web.ListenAndServe(server, s.web, slog.New(zapslog.NewHandler(log.Core()))) }()
+	log.Info("serving", zap.Strings("listen", *s.web.WebListenAddresses), zap.String("version", agent.Version))
+	select {
+	case err := <-errc:
+		log.Error("server stopped", zap.Error(err))
+		return 1
+	case <-ctx.Done():
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := server.Shutdown(shutdown); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Warn("shutdown", zap.Error(err))
+	}
+	log.Info("stopped")
+	return 0
+}
+
+func (s *serveCmd) mux(col *agent.Collector, ready *atomic.Bool, log *zap.Logger) *http.ServeMux {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		agent.NewExporter(col, s.scrapeTimeout, s.sandbox),
+	)
+	mux := http.NewServeMux()
+	mux.Handle(s.telemetryPath, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		ErrorHandling: promhttp.ContinueOnError,
+		ErrorLog:      zap.NewStdLog(log),
+	}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready.Load() {
+			http.Error(w, "first collection not done\n", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	return mux
+}

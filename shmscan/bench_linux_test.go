@@ -1,0 +1,70 @@
+package shmscan
+
+import (
+	"path/filepath"
+	"testing"
+)
+
+// BenchmarkContainerShm is the per-container hot path once the mount
+// namespace is cached: stat ns/mnt, then a timed open+statx+fstatfs.
+func BenchmarkContainerShm(b *testing.B) {
+	requireRoot(b)
+	host := filepath.Join(b.TempDir(), "io.containerd.grpc.v1.cri", "sandboxes", randomHex(32), "shm")
+	mountTmpfs(b, host, 0, "size=64m")
+	c := startContainer(b, host, "", "true")
+	s := selfScanner()
+	if err := s.Refresh(); err != nil {
+		b.Fatal(err)
+	}
+	if _, _, ok, err := s.ContainerShm([]int{c.pid}); err != nil || !ok {
+		b.Fatal(ok, err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, _, _, err := s.ContainerShm([]int{c.pid}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRefreshUnchanged is Refresh when the host table did not change:
+// one poll(2).
+func BenchmarkRefreshUnchanged(b *testing.B) {
+	s := selfScanner()
+	if err := s.Refresh(); err != nil {
+		b.Skip(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := s.Refresh(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkParseHostTable is what a changed host table costs to parse and
+// index (the captured fixture, 23 lines).
+func BenchmarkParseHostTable(b *testing.B) {
+	data := fixture(b, "host-with-pods-mountinfo.txt")
+	b.ReportAllocs()
+	for b.Loop() {
+		es, err := parseMountinfo(data, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		buildHostTable(es)
+	}
+}
+
+// BenchmarkReadParseContainerTable is a cache miss: a new mount namespace's
+// mountinfo parsed for its /dev/shm (the captured fixture, 24 lines).
+func BenchmarkReadParseContainerTable(b *testing.B) {
+	data := fixture(b, "container-runtime-shm-mountinfo.txt")
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := devShmEntry(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

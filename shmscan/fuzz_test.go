@@ -1,0 +1,76 @@
+package shmscan
+
+import (
+	"strings"
+	"testing"
+)
+
+func FuzzClassifyHostPath(f *testing.F) {
+	for _, s := range []string{
+		"/run/containerd/io.containerd.grpc.v1.cri/sandboxes/abc/shm",
+		"/var/lib/kubelet/pods/u/volumes/kubernetes.io~empty-dir/dshm",
+		"/var/lib/docker/containers/id/mounts/shm", "/x/id/userdata/shm",
+		"/dev/shm", "", "/", "//", "/sandboxes/\x00/shm", strings.Repeat("/a", 1<<19),
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		o := ClassifyHostPath(p)
+		switch o.Source {
+		case SourceUnknown:
+			if o != (Origin{Source: SourceUnknown}) {
+				t.Fatalf("unknown with ids: %+v", o)
+			}
+		case SourceRuntime:
+			if o.SandboxID == "" || strings.Contains(o.SandboxID, "/") || !strings.Contains(p, o.SandboxID) {
+				t.Fatalf("bad sandbox id %+v for %q", o, p)
+			}
+		case SourceEmptyDir:
+			if o.PodUID == "" || o.Volume == "" || !strings.HasSuffix(p, "/"+o.Volume) {
+				t.Fatalf("bad emptyDir %+v for %q", o, p)
+			}
+		default:
+			t.Fatalf("source %q from a path", o.Source)
+		}
+	})
+}
+
+func FuzzParseSizeOption(f *testing.F) {
+	for _, s := range []string{"rw,size=65536k,noswap", "size=64m", "size=50%", "size=16e", "size=-1",
+		"size=18446744073709551615", "size=,size=1", "size=1k\x00", strings.Repeat("size=9", 1<<10)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n := ParseSizeOption(s)
+		if n != nil && (*n == 0 || *n > 1<<63-1) {
+			t.Fatalf("ParseSizeOption(%q) = %d", s, *n)
+		}
+	})
+}
+
+func FuzzBind(f *testing.F) {
+	f.Add(uint64(0), uint64(0), uint64(0), uint64(0), uint64(0), uint8(0))
+	f.Add(^uint64(0), ^uint64(0), uint64(1), ^uint64(0), uint64(0), uint8(7))
+	f.Fuzz(func(t *testing.T, used, avail, limit, ws, sizeLimit uint64, mask uint8) {
+		in := Inputs{Used: used, TmpfsAvailable: avail}
+		if mask&1 != 0 {
+			in.PodMemoryLimit = &limit
+		}
+		if mask&2 != 0 {
+			in.PodWorkingSet = &ws
+		}
+		if mask&4 != 0 {
+			in.SizeLimit = &sizeLimit
+		}
+		v := Bind(in)
+		h, ok := v.Headroom[v.Binding]
+		if !ok {
+			t.Fatalf("binding %q has no headroom: %+v", v.Binding, v)
+		}
+		for l, x := range v.Headroom {
+			if x < h {
+				t.Fatalf("%s headroom %d below binding %s %d", l, x, v.Binding, h)
+			}
+		}
+	})
+}

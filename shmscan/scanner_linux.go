@@ -1,0 +1,351 @@
+package shmscan
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// Scanner finds and measures the shm mounts of containers. It caches each
+// mount namespace's /dev/shm entry and the indexed host mount table; statfs
+// runs on every call. It is safe for concurrent use.
+type Scanner struct {
+	cfg Config
+
+	refreshMu sync.Mutex // serialises Refresh and owns hostFD
+	hostFD    int        // open host mountinfo, polled for changes; -1 when closed
+
+	mu       sync.Mutex // guards everything below
+	host     *hostTable
+	gen      uint64              // bumped by every Refresh
+	ns       map[uint64]*nsEntry // by inode of <proc>/<pid>/ns/mnt
+	inflight map[string]*flight
+	stuck    map[string]stuckMount
+}
+
+// nsEntry is what one mount namespace has at /dev/shm.
+type nsEntry struct {
+	shm  *mountEntry // nil: /dev/shm is not a mount point there
+	used uint64      // generation of the last Refresh before it was used
+}
+
+// NewScanner returns a Scanner reading the roots in cfg.
+func NewScanner(cfg Config) *Scanner {
+	return &Scanner{
+		cfg:      cfg.withDefaults(),
+		hostFD:   -1,
+		ns:       map[uint64]*nsEntry{},
+		inflight: map[string]*flight{},
+		stuck:    map[string]stuckMount{},
+	}
+}
+
+func (s *Scanner) procPath(pid int, rest string) string {
+	return s.cfg.ProcRoot + "/" + strconv.Itoa(pid) + "/" + rest
+}
+
+// Refresh re-reads the host mount table (<proc>/<HostPID>/mountinfo) only if
+// it changed, and forgets mount namespaces not used since the previous
+// Refresh. Call it once per scrape, before the per-container calls.
+//
+// Change detection keeps mountinfo open and polls it: the kernel flags
+// POLLPRI|POLLERR once for every change of that namespace's mount table since
+// the last poll, so an unchanged table costs one poll(2) (see
+// BenchmarkRefreshUnchanged against BenchmarkParseHostTable).
+func (s *Scanner) Refresh() error {
+	s.refreshMu.Lock()
+	defer s.refreshMu.Unlock()
+	s.sweep()
+	changed, err := s.hostChanged()
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	have := s.host != nil
+	s.mu.Unlock()
+	if have && !changed {
+		return nil
+	}
+	t, err := s.readHostTable()
+	if err != nil {
+		s.closeHost() // reopen next time: the pid may have gone
+		return err
+	}
+	s.mu.Lock()
+	s.host = t
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *Scanner) sweep() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.gen++
+	for ino, e := range s.ns {
+		if e.used+1 < s.gen {
+			delete(s.ns, ino)
+		}
+	}
+}
+
+// hostChanged opens the host mountinfo if needed (reporting a change) or
+// polls it.
+func (s *Scanner) hostChanged() (bool, error) {
+	if s.hostFD < 0 {
+		p := s.procPath(s.cfg.HostPID, "mountinfo")
+		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return false, fmt.Errorf("open %s: %w", p, err)
+		}
+		s.hostFD = fd
+		return true, nil
+	}
+	fds := []unix.PollFd{{Fd: int32(s.hostFD), Events: unix.POLLPRI}}
+	for {
+		_, err := unix.Poll(fds, 0)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			s.closeHost()
+			return false, fmt.Errorf("poll host mountinfo: %w", err)
+		}
+		return fds[0].Revents&(unix.POLLPRI|unix.POLLERR) != 0, nil
+	}
+}
+
+func (s *Scanner) closeHost() {
+	if s.hostFD >= 0 {
+		unix.Close(s.hostFD)
+		s.hostFD = -1
+	}
+}
+
+// readHostTable reads the open host mountinfo from offset 0 (seq_file starts
+// over) with the 1 MiB cap.
+func (s *Scanner) readHostTable() (*hostTable, error) {
+	p := s.procPath(s.cfg.HostPID, "mountinfo")
+	data, err := readAllCapped(&fdReader{fd: s.hostFD}, p)
+	if err != nil {
+		return nil, err
+	}
+	es, err := parseMountinfo(data, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	return buildHostTable(es), nil
+}
+
+// fdReader reads a file descriptor with pread from offset 0 on.
+type fdReader struct {
+	fd  int
+	off int64
+}
+
+func (r *fdReader) Read(b []byte) (int, error) {
+	for {
+		n, err := unix.Pread(r.fd, b, r.off)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		if n == 0 && len(b) > 0 {
+			return 0, io.EOF
+		}
+		r.off += int64(n)
+		return n, nil
+	}
+}
+
+// hostTable returns the current host table, reading it first if Refresh was
+// never called.
+func (s *Scanner) hostTable() (*hostTable, error) {
+	s.mu.Lock()
+	t := s.host
+	s.mu.Unlock()
+	if t != nil {
+		return t, nil
+	}
+	if err := s.Refresh(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.host, nil
+}
+
+// ContainerShm finds what is mounted at /dev/shm for the container whose
+// processes are pids (from its cgroup.procs) and statfs's it. A pid that has
+// exited is skipped for the next one; when none is usable the error wraps
+// ErrNoProcess (all gone) or the last filesystem error, and m and u are zero.
+// ok is false with a nil error when the container has no /dev/shm mount.
+// A mount whose statfs hangs fails with ErrStuck, without trying other pids.
+//
+// Device is the identity of the shm: containers of one pod that share a tmpfs
+// return the same Device (see Unique).
+func (s *Scanner) ContainerShm(pids []int) (m Mount, u Usage, ok bool, err error) {
+	t, err := s.hostTable()
+	if err != nil {
+		return Mount{}, Usage{}, false, err
+	}
+	var last error
+	for _, pid := range pids {
+		m, u, ok, err := s.containerShmPid(t, pid)
+		if err == nil {
+			return m, u, ok, nil
+		}
+		if errors.Is(err, ErrStuck) {
+			return Mount{}, Usage{}, false, err
+		}
+		if last == nil || !isGone(err) {
+			last = err
+		}
+	}
+	switch {
+	case len(pids) == 0:
+		return Mount{}, Usage{}, false, fmt.Errorf("container shm: no pids: %w", ErrNoProcess)
+	case isGone(last):
+		return Mount{}, Usage{}, false, fmt.Errorf("container shm: all %d pids gone: %w (last: %v)", len(pids), ErrNoProcess, last)
+	}
+	return Mount{}, Usage{}, false, fmt.Errorf("container shm: %w", last)
+}
+
+// containerShmPid measures /dev/shm through one pid. If the device found there
+// is not the one the cached mount table says (the namespace inode was reused,
+// or /dev/shm was remounted), the table is re-read once.
+func (s *Scanner) containerShmPid(t *hostTable, pid int) (Mount, Usage, bool, error) {
+	for attempt := 0; ; attempt++ {
+		e, err := s.nsShm(pid, attempt > 0)
+		if err != nil {
+			return Mount{}, Usage{}, false, err
+		}
+		if e == nil {
+			return Mount{}, Usage{}, false, nil
+		}
+		r := s.measure(e.device, s.procPath(pid, "root"), "dev/shm")
+		if r.err != nil {
+			return Mount{}, Usage{}, false, r.err
+		}
+		if r.device != e.device {
+			if attempt == 0 {
+				continue
+			}
+			return Mount{}, Usage{}, false, fmt.Errorf("pid %d /dev/shm: device %s, mountinfo says %s: %w", pid, r.device, e.device, ErrMountChanged)
+		}
+		return s.mountOf(t, e), r.usage, true, nil
+	}
+}
+
+func (s *Scanner) mountOf(t *hostTable, e *mountEntry) Mount {
+	hostPath, o := t.classify(e.device, e.root)
+	return Mount{
+		Device:     e.device,
+		FSType:     e.fsType,
+		MountPoint: "/dev/shm",
+		HostPath:   hostPath,
+		Source:     o.Source,
+		Volume:     o.Volume,
+		PodUID:     o.PodUID,
+		SandboxID:  o.SandboxID,
+		SizeOption: ParseSizeOption(e.superOpts),
+		AtDevShm:   true,
+	}
+}
+
+// nsShm returns the /dev/shm entry of pid's mount namespace, reading its
+// mountinfo only when the namespace is new (or reload is set).
+func (s *Scanner) nsShm(pid int, reload bool) (*mountEntry, error) {
+	nsPath := s.procPath(pid, "ns/mnt")
+	var st unix.Stat_t
+	if err := unix.Stat(nsPath, &st); err != nil {
+		return nil, fmt.Errorf("stat %s: %w", nsPath, err)
+	}
+	s.mu.Lock()
+	e, found := s.ns[st.Ino]
+	if found && !reload {
+		e.used = s.gen
+		s.mu.Unlock()
+		return e.shm, nil
+	}
+	s.mu.Unlock()
+
+	data, err := readCapped(s.procPath(pid, "mountinfo"))
+	if errors.Is(err, unix.EINVAL) { // a zombie has no mount namespace left
+		return nil, fmt.Errorf("%w: %w", ErrNoProcess, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	shm, err := devShmEntry(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", s.procPath(pid, "mountinfo"), err)
+	}
+	s.mu.Lock()
+	s.ns[st.Ino] = &nsEntry{shm: shm, used: s.gen}
+	s.mu.Unlock()
+	return shm, nil
+}
+
+// isGone says whether err means the process exited: its /proc entry is gone
+// (ENOENT, ESRCH) or it is a zombie (see nsShm).
+func isGone(err error) bool {
+	return errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESRCH) || errors.Is(err, ErrNoProcess)
+}
+
+// MemoryEmptyDirs lists the memory (tmpfs) emptyDirs of a pod in the host
+// mount table, one per device, whatever the kubelet's root dir. MountPoint and
+// HostPath are the host path; AtDevShm is false: join with ContainerShm by
+// Device to tell which one a container sees at /dev/shm.
+func (s *Scanner) MemoryEmptyDirs(podUID string) []Mount {
+	t, err := s.hostTable()
+	if err != nil {
+		return nil
+	}
+	ms := t.emptyDirs[podUID]
+	out := make([]Mount, len(ms))
+	copy(out, ms)
+	return out
+}
+
+// StatHost statfs's a host mount through <proc>/<HostPID>/root/<HostPath>
+// with the timeout. When m.Device is set, a different filesystem at that path
+// (the mount went away) fails with ErrMountChanged instead of measuring the
+// parent filesystem.
+func (s *Scanner) StatHost(m Mount) (Usage, error) {
+	rel, err := hostRel(m.HostPath)
+	if err != nil {
+		return Usage{}, err
+	}
+	key := m.Device
+	if key == "" {
+		key = m.HostPath
+	}
+	r := s.measure(key, s.procPath(s.cfg.HostPID, "root"), rel)
+	if r.err != nil {
+		return Usage{}, r.err
+	}
+	if m.Device != "" && r.device != m.Device {
+		return Usage{}, fmt.Errorf("%s: device %s, expected %s: %w", m.HostPath, r.device, m.Device, ErrMountChanged)
+	}
+	return r.usage, nil
+}
+
+// hostRel turns a host mount point into a path relative to the host root,
+// refusing anything that is not a clean absolute path.
+func hostRel(p string) (string, error) {
+	if !strings.HasPrefix(p, "/") || path.Clean(p) != p || strings.IndexByte(p, 0) >= 0 {
+		return "", fmt.Errorf("host path %q: not a clean absolute path", p)
+	}
+	if p == "/" {
+		return ".", nil
+	}
+	return p[1:], nil
+}

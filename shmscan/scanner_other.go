@@ -1,0 +1,27 @@
+//go:build !linux
+
+package shmscan
+
+// Scanner measures shm mounts; on this system every method fails with
+// ErrUnsupported.
+type Scanner struct{}
+
+// NewScanner returns a Scanner that reports ErrUnsupported.
+func NewScanner(Config) *Scanner { return &Scanner{} }
+
+// Refresh fails with ErrUnsupported.
+func (*Scanner) Refresh() error { return ErrUnsupported }
+
+// ContainerShm fails with ErrUnsupported.
+func (*Scanner) ContainerShm([]int) (Mount, Usage, bool, error) {
+	return Mount{}, Usage{}, false, ErrUnsupported
+}
+
+// MemoryEmptyDirs returns nothing.
+func (*Scanner) MemoryEmptyDirs(string) []Mount { return nil }
+
+// StatHost fails with ErrUnsupported.
+func (*Scanner) StatHost(Mount) (Usage, error) { return Usage{}, ErrUnsupported }
+
+// Stuck returns nothing.
+func (*Scanner) Stuck() []string { return nil }
