@@ -44,6 +44,7 @@ type Audit struct {
 const (
 	dyingWarning     = 1000
 	dyingCritical    = 10000
+	dyingGrowingWarn = 100 // growing between the samples and at least this many
 	idHeadroomWarn   = 20000
 	idHeadroomCrit   = 5000
 	shmLargeFraction = 4 // shm above 1/4 of the pod limit counts as large
@@ -111,10 +112,11 @@ func dyingFinding(first, second *Snapshot) Finding {
 		trend = fmt.Sprintf("shrinking (-%d)", *d1-*d2)
 	}
 	f := Finding{Check: "dying-memcgs", Severity: SeverityOK, Message: fmt.Sprintf("%d dying memory cgroups, %s", *d2, trend)}
+	growing := d1 != nil && *d2 > *d1
 	switch {
 	case *d2 >= dyingCritical:
 		f.Severity = SeverityCritical
-	case *d2 >= dyingWarning:
+	case *d2 >= dyingWarning, growing && *d2 >= dyingGrowingWarn:
 		f.Severity = SeverityWarning
 	}
 	if f.Severity > SeverityOK {

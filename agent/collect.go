@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"path"
 	"sort"
 	"sync"
 	"time"
@@ -116,6 +115,8 @@ func (c *Collector) collect() *Snapshot {
 		return err
 	})
 	c.phase(col, "shm", func() error { return c.collectShm(col) })
+	c.dropVanished(col)
+	c.accountErrors(col)
 	c.phase(col, "node", func() error { return c.collectNode(col) })
 	c.forgetGone(col)
 	sortPods(col.snap.Pods)
@@ -189,12 +190,12 @@ func (c *Collector) readPods(col *collection, pods []cgroupfs.Pod) []Pod {
 
 func (c *Collector) readPod(col *collection, cp *cgroupfs.Pod) (Pod, bool) {
 	mem := c.fs.Memory(cp.Path)
-	if vanished(mem) {
+	if c.vanished(cp.Path, mem) {
 		return Pod{}, false
 	}
 	col.noteKmem(cp.Path, mem)
 	p := Pod{UID: cp.UID, QOS: string(cp.QOS), Cgroup: cp.Path, Memory: memoryOf(mem), DyingMemcg: mem.DyingDescendants}
-	p.Errors = c.fieldErrors(col, mem.Errors)
+	p.Errors = p.noteFieldErrors(mem.Errors)
 	meta, hasMeta := c.podMeta(cp.UID)
 	if hasMeta {
 		p.Namespace, p.Name = meta.Namespace, meta.Name
@@ -205,7 +206,7 @@ func (c *Collector) readPod(col *collection, cp *cgroupfs.Pod) (Pod, bool) {
 	p.Binding, p.Headroom = memcgVerdict(p.Memory)
 	for _, ct := range cp.Containers {
 		cm := c.fs.Memory(ct.Path)
-		if vanished(cm) {
+		if c.vanished(ct.Path, cm) {
 			continue
 		}
 		col.noteKmem(ct.Path, cm)
@@ -213,7 +214,7 @@ func (c *Collector) readPod(col *collection, cp *cgroupfs.Pod) (Pod, bool) {
 			ID: ct.ID, Name: containerName(meta, ct.ID), Runtime: string(ct.Runtime),
 			Sandbox: hasMeta && meta.Containers[ct.ID] == "",
 			Memory:  memoryOf(cm), OOMKills: cm.OOMKills, LimitHits: cm.LimitHits,
-			Errors: c.fieldErrors(col, cm.Errors),
+			Errors: p.noteFieldErrors(cm.Errors),
 		})
 	}
 	if cp.UID == "" { // --all-cgroups: the unit is the container itself
@@ -226,6 +227,28 @@ func (col *collection) noteKmem(path string, m cgroupfs.Memory) {
 	if m.KmemLimit != nil {
 		col.kmemLimited = append(col.kmemLimited, path)
 	}
+}
+
+// dropVanished removes pods whose cgroup went away during the collection
+// and left errors behind: a pod is reported whole or not at all.
+func (c *Collector) dropVanished(col *collection) {
+	kept, src := col.snap.Pods[:0], col.src[:0]
+	for i, p := range col.snap.Pods {
+		if (len(p.Errors) > 0 || shmFailed(p)) && c.gone(p.Cgroup) {
+			continue
+		}
+		kept, src = append(kept, p), append(src, col.src[i])
+	}
+	col.snap.Pods, col.src = kept, src
+}
+
+func shmFailed(p Pod) bool {
+	for _, s := range p.Shm {
+		if s.Error != "" {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *Collector) podMeta(uid string) (podmeta.Pod, bool) {
@@ -251,31 +274,54 @@ func shortID(id string) string {
 	return id
 }
 
-// vanished says whether a cgroup disappeared while it was read: its
-// memory.stat is gone. Such a cgroup is skipped, not reported with errors.
-func vanished(m cgroupfs.Memory) bool {
-	for _, e := range m.Errors {
-		if errors.Is(e.Err, fs.ErrNotExist) && path.Base(e.Path) == "memory.stat" {
-			return true
-		}
+// vanished says whether a cgroup disappeared while it was read. Pods die
+// mid-walk on a busy node; such a cgroup is skipped, not reported with the
+// errors its half-read files gave (ENOENT on open, ENODEV on read).
+func (c *Collector) vanished(path string, m cgroupfs.Memory) bool {
+	if len(m.Errors) == 0 {
+		return false
 	}
-	return false
+	return c.gone(path)
 }
 
-// fieldErrors counts and logs (once per field and kind) the read errors of
-// one cgroup, and returns them as strings for the reports.
-func (c *Collector) fieldErrors(col *collection, errs []cgroupfs.FieldError) []string {
+// gone says whether a cgroup directory no longer exists.
+func (c *Collector) gone(path string) bool {
+	_, err := c.fs.Stat(path)
+	return errors.Is(err, fs.ErrNotExist)
+}
+
+// readError is one failed read, counted and logged only if its pod is
+// still there at the end of the collection.
+type readError struct {
+	field, path string
+	err         error
+}
+
+// noteFieldErrors keeps a cgroup's read errors for accounting and returns
+// them as strings for the reports.
+func (p *Pod) noteFieldErrors(errs []cgroupfs.FieldError) []string {
 	if len(errs) == 0 {
 		return nil
 	}
 	out := make([]string, 0, len(errs))
 	for _, e := range errs {
-		col.snap.ReadErrors[e.Field]++
+		p.readErrs = append(p.readErrs, readError{field: e.Field, path: e.Path, err: e.Err})
 		out = append(out, e.Error())
-		c.logOnce("field:"+e.Field+":"+errKind(e.Err), "cannot read cgroup field (logged once per field and kind)",
-			zap.String("field", e.Field), zap.String("path", e.Path), zap.Error(e.Err))
 	}
 	return out
+}
+
+// accountErrors counts the read errors of the pods kept in the snapshot and
+// logs each field and kind of error once per agent lifetime, so a broken
+// node gives a metric and one line, not a line per scrape.
+func (c *Collector) accountErrors(col *collection) {
+	for i := range col.snap.Pods {
+		for _, e := range col.snap.Pods[i].readErrs {
+			col.snap.ReadErrors[e.field]++
+			c.logOnce("field:"+e.field+":"+errKind(e.err), "cannot read (logged once per field and kind of error)",
+				zap.String("field", e.field), zap.String("path", e.path), zap.Error(e.err))
+		}
+	}
 }
 
 func errKind(err error) string {

@@ -45,7 +45,7 @@ func (c *Collector) podShm(col *collection, p *Pod, src *cgroupfs.Pod) {
 			}
 			u, err := c.shm.StatHost(m)
 			byDevice[m.Device] = len(p.Shm)
-			p.Shm = append(p.Shm, c.newShm(col, p, m, u, err))
+			p.Shm = append(p.Shm, c.newShm(p, m, u, err))
 		}
 	}
 	for i := range p.Shm {
@@ -59,10 +59,8 @@ func (c *Collector) podShm(col *collection, p *Pod, src *cgroupfs.Pod) {
 func (c *Collector) containerShm(col *collection, p *Pod, ct *Container, cgPath string, byDevice map[string]int) {
 	cm, fresh, err := c.containerMount(cgPath, col.epoch)
 	if err != nil {
-		col.snap.ReadErrors["shm"]++
+		p.readErrs = append(p.readErrs, readError{field: "shm", path: cgPath, err: err})
 		p.Errors = append(p.Errors, fmt.Sprintf("shm of container %s: %v", ct.Name, err))
-		c.logOnce("shm:"+errKind(err), "cannot find a container's /dev/shm (logged once per kind)",
-			zap.String("cgroup", cgPath), zap.Error(err))
 		return
 	}
 	ct.Sandbox = ct.Sandbox || cm.sandbox
@@ -81,7 +79,7 @@ func (c *Collector) containerShm(col *collection, p *Pod, ct *Container, cgPath 
 	} else {
 		u, err = c.statContainerMount(cgPath, cm.mount)
 	}
-	s := c.newShm(col, p, cm.mount, u, err)
+	s := c.newShm(p, cm.mount, u, err)
 	if !ct.Sandbox {
 		s.Containers = []string{ct.Name}
 	} else if cm.mount.Source == shmscan.SourceRuntime {
@@ -144,13 +142,11 @@ func (c *Collector) statContainerMount(cgPath string, m shmscan.Mount) (shmscan.
 	return u, err
 }
 
-func (c *Collector) newShm(col *collection, p *Pod, m shmscan.Mount, u shmscan.Usage, err error) Shm {
+func (c *Collector) newShm(p *Pod, m shmscan.Mount, u shmscan.Usage, err error) Shm {
 	s := Shm{Source: string(m.Source), Volume: m.Volume, Device: m.Device, HostPath: m.HostPath}
 	if err != nil {
-		col.snap.ReadErrors["statfs"]++
+		p.readErrs = append(p.readErrs, readError{field: "statfs", path: m.Device + " " + m.HostPath, err: err})
 		s.Error = err.Error()
-		c.logOnce("statfs:"+errKind(err), "cannot statfs a shm mount (logged once per kind)",
-			zap.String("pod", p.UID), zap.String("device", m.Device), zap.Error(err))
 		return s
 	}
 	s.Size, s.Used, s.Available = usagePtrs(u)

@@ -70,6 +70,8 @@ type Pod struct {
 	Headroom   *int64      `json:"headroom_bytes"`
 	Containers []Container `json:"containers"`
 	Errors     []string    `json:"errors,omitempty"`
+
+	readErrs []readError // accounted once the pod is known to still exist
 }
 
 // Memory is the memory part of a pod or container, in bytes. nil = the

@@ -31,6 +31,7 @@ type FS struct {
 	ProcRoot string
 
 	absent [numOptional]atomic.Bool
+	kmem   kmemCache
 }
 
 // NewFS detects the hierarchy from <procRoot>/self/mountinfo.
@@ -81,19 +82,47 @@ func (v *memVals) ptr(x uint64) *uint64 {
 	return p
 }
 
+// Fields selects which parts of Memory a read fills; each costs one file
+// read per cgroup (~4 us of syscalls; memory.stat ~10-25 us), so a caller
+// asks only for what it reports. See docs/performance.md.
+type Fields uint16
+
+const (
+	// FieldStat is memory.stat: Shmem, File, Anon, InactiveFile, Slab, Sock,
+	// and on v2 Kernel; with FieldUsage also WorkingSet.
+	FieldStat      Fields = 1 << iota
+	FieldLimit            // Limit, Unlimited: v1 memory.limit_in_bytes, v2 memory.max
+	FieldUsage            // Usage: v1 memory.usage_in_bytes, v2 memory.current
+	FieldPeak             // Peak: v1 memory.max_usage_in_bytes, v2 memory.peak
+	FieldEvents           // LimitHits, OOMKills, UnderOOM: v1 memory.failcnt + memory.oom_control; v2 memory.events (+OOMEvents, OOMGroupKills)
+	FieldKernel           // Kernel on v1: memory.kmem.usage_in_bytes (v2 takes it from memory.stat)
+	FieldKmemLimit        // KmemLimit: v1 memory.kmem.limit_in_bytes, read once per cgroup lifetime (see kmemCache)
+	FieldPressure         // PSI: v2 memory.pressure
+	FieldDying            // DyingDescendants: v2 cgroup.stat
+
+	// FieldsAll is everything Memory reports.
+	FieldsAll = FieldStat | FieldLimit | FieldUsage | FieldPeak | FieldEvents | FieldKernel | FieldKmemLimit | FieldPressure | FieldDying
+)
+
 // memReader reads one cgroup's files into m.
 type memReader struct {
 	fs   *FS
 	dir  cgDir
+	want Fields
 	buf  *[]byte
 	vals *memVals
 	m    *Memory
 }
 
-// Memory reads one cgroup's memory files; path is relative to MemoryRoot with
-// a leading slash. Every field that cannot be read is nil and has an entry in
-// Errors; a vanished cgroup gives one "cgroup" error wrapping fs.ErrNotExist.
-func (fs *FS) Memory(path string) Memory {
+// Memory reads all of one cgroup's memory files; path is relative to
+// MemoryRoot with a leading slash. Every field that cannot be read is nil and
+// has an entry in Errors; a vanished cgroup gives one "cgroup" error wrapping
+// fs.ErrNotExist.
+func (fs *FS) Memory(path string) Memory { return fs.MemoryFields(path, FieldsAll) }
+
+// MemoryFields is Memory reading only the files behind want; the fields it
+// does not read stay nil without an error.
+func (fs *FS) MemoryFields(path string, want Fields) Memory {
 	var m Memory
 	dirPath := fs.abs(path)
 	d, err := openDir(dirPath)
@@ -104,7 +133,7 @@ func (fs *FS) Memory(path string) Memory {
 	defer d.close()
 	buf := getBuf()
 	defer putBuf(buf)
-	r := memReader{fs: fs, dir: d, buf: buf, vals: new(memVals), m: &m}
+	r := memReader{fs: fs, dir: d, want: want, buf: buf, vals: new(memVals), m: &m}
 	if fs.v1() {
 		r.readV1()
 	} else {
@@ -120,51 +149,131 @@ func (fs *FS) Memory(path string) Memory {
 	return m
 }
 
+func (r *memReader) has(f Fields) bool { return r.want&f != 0 }
+
 func (r *memReader) readV1() {
-	r.stat(true)
-	r.limit("memory.limit_in_bytes")
-	r.counter("memory.usage_in_bytes", &r.m.Usage)
-	r.counter("memory.max_usage_in_bytes", &r.m.Peak)
-	r.counter("memory.failcnt", &r.m.LimitHits)
-	r.oomControl()
-	if data, ok := r.optional(optKmemUsage, "memory.kmem.usage_in_bytes"); ok {
-		r.parseCounter("memory.kmem.usage_in_bytes", data, &r.m.Kernel)
+	if r.has(FieldStat) {
+		r.stat(true)
 	}
-	if data, ok := r.optional(optKmemLimit, "memory.kmem.limit_in_bytes"); ok {
-		v, unlimited, err := ParseLimit(data)
-		switch {
-		case err != nil:
-			r.fail("memory.kmem.limit_in_bytes", err)
-		case !unlimited:
-			r.m.KmemLimit = r.vals.ptr(v)
+	if r.has(FieldLimit) {
+		r.limit(nameLimitV1)
+	}
+	if r.has(FieldUsage) {
+		r.counter(nameUsageV1, &r.m.Usage)
+	}
+	if r.has(FieldPeak) {
+		r.counter(namePeakV1, &r.m.Peak)
+	}
+	if r.has(FieldEvents) {
+		r.counter(nameFailcnt, &r.m.LimitHits)
+		r.oomControl()
+	}
+	if r.has(FieldKernel) {
+		if data, ok := r.optional(optKmemUsage, nameKmemUsage); ok {
+			r.parseCounter(nameKmemUsage.s, data, &r.m.Kernel)
 		}
+	}
+	if r.has(FieldKmemLimit) {
+		r.kmemLimit()
+	}
+}
+
+// kmemLimit fills KmemLimit from the per-cgroup cache, reading the file
+// only the first time this cgroup directory (by inode) is seen.
+func (r *memReader) kmemLimit() {
+	if r.fs.absent[optKmemLimit].Load() {
+		return
+	}
+	ino, inoErr := r.dir.ino()
+	if inoErr == nil {
+		if v, unlimited, ok := r.fs.kmem.get(r.dir.path, ino); ok {
+			if !unlimited {
+				r.m.KmemLimit = r.vals.ptr(v)
+			}
+			return
+		}
+	}
+	data, ok := r.optional(optKmemLimit, nameKmemLimit)
+	if !ok {
+		return
+	}
+	v, unlimited, err := ParseLimit(data)
+	switch {
+	case err != nil:
+		r.fail(nameKmemLimit.s, err)
+		return
+	case !unlimited:
+		r.m.KmemLimit = r.vals.ptr(v)
+	}
+	if inoErr == nil {
+		r.fs.kmem.put(r.dir.path, ino, v, unlimited)
 	}
 }
 
 func (r *memReader) readV2() {
-	r.stat(false)
-	r.limit("memory.max")
-	r.counter("memory.current", &r.m.Usage)
-	if data, ok := r.optional(optPeak, "memory.peak"); ok {
-		r.parseCounter("memory.peak", data, &r.m.Peak)
+	if r.has(FieldStat) {
+		r.stat(false)
 	}
-	r.events()
-	if data, ok := r.optional(optPressure, "memory.pressure"); ok {
-		p, err := ParsePSI(data)
-		if err != nil {
-			r.fail("memory.pressure", err)
-		} else {
-			r.m.PSI = &p
+	if r.has(FieldLimit) {
+		r.limit(nameMax)
+	}
+	if r.has(FieldUsage) {
+		r.counter(nameCurrent, &r.m.Usage)
+	}
+	if r.has(FieldPeak) {
+		if data, ok := r.optional(optPeak, namePeakV2); ok {
+			r.parseCounter(namePeakV2.s, data, &r.m.Peak)
 		}
 	}
-	r.cgroupStat()
+	if r.has(FieldEvents) {
+		r.events()
+	}
+	if r.has(FieldPressure) {
+		if data, ok := r.optional(optPressure, namePressure); ok {
+			p, err := ParsePSI(data)
+			if err != nil {
+				r.fail(namePressure.s, err)
+			} else {
+				r.m.PSI = &p
+			}
+		}
+	}
+	if r.has(FieldDying) {
+		r.cgroupStat()
+	}
 }
 
+// fileName is a cgroup file name with its NUL-terminated form prebuilt,
+// so opening it allocates nothing.
+type fileName struct {
+	s string
+	z []byte
+}
+
+func newFileName(s string) fileName { return fileName{s: s, z: append([]byte(s), 0)} }
+
+var (
+	nameStat      = newFileName("memory.stat")
+	nameLimitV1   = newFileName("memory.limit_in_bytes")
+	nameUsageV1   = newFileName("memory.usage_in_bytes")
+	namePeakV1    = newFileName("memory.max_usage_in_bytes")
+	nameFailcnt   = newFileName("memory.failcnt")
+	nameOOMCtl    = newFileName("memory.oom_control")
+	nameKmemUsage = newFileName("memory.kmem.usage_in_bytes")
+	nameKmemLimit = newFileName("memory.kmem.limit_in_bytes")
+	nameMax       = newFileName("memory.max")
+	nameCurrent   = newFileName("memory.current")
+	namePeakV2    = newFileName("memory.peak")
+	nameEvents    = newFileName("memory.events")
+	namePressure  = newFileName("memory.pressure")
+	nameCgStat    = newFileName("cgroup.stat")
+)
+
 // read reads one file; a failure is recorded as a FieldError.
-func (r *memReader) read(name string) ([]byte, bool) {
+func (r *memReader) read(name fileName) ([]byte, bool) {
 	data, err := r.dir.read(name, r.buf)
 	if err != nil {
-		r.m.Errors = append(r.m.Errors, FieldError{Field: name, Path: r.dir.path + "/" + name, Err: err})
+		r.m.Errors = append(r.m.Errors, FieldError{Field: name.s, Path: r.dir.path + "/" + name.s, Err: err})
 		return nil, false
 	}
 	return data, true
@@ -172,7 +281,7 @@ func (r *memReader) read(name string) ([]byte, bool) {
 
 // optional reads a file this kernel may lack. ENOENT in a cgroup that still
 // exists means the kernel has no such file: no error, and FS stops trying.
-func (r *memReader) optional(f optionalFile, name string) ([]byte, bool) {
+func (r *memReader) optional(f optionalFile, name fileName) ([]byte, bool) {
 	if r.fs.absent[f].Load() {
 		return nil, false
 	}
@@ -186,7 +295,7 @@ func (r *memReader) optional(f optionalFile, name string) ([]byte, bool) {
 			return nil, false
 		}
 	}
-	r.m.Errors = append(r.m.Errors, FieldError{Field: name, Path: r.dir.path + "/" + name, Err: err})
+	r.m.Errors = append(r.m.Errors, FieldError{Field: name.s, Path: r.dir.path + "/" + name.s, Err: err})
 	return nil, false
 }
 
@@ -196,13 +305,13 @@ func (r *memReader) fail(name string, err error) {
 }
 
 func (r *memReader) stat(v1 bool) {
-	data, ok := r.read("memory.stat")
+	data, ok := r.read(nameStat)
 	if !ok {
 		return
 	}
 	var s memStat
 	if err := parseMemStat(data, v1, &s); err != nil {
-		r.fail("memory.stat", err)
+		r.fail(nameStat.s, err)
 	}
 	set := func(f statField, dst **uint64) {
 		if s.has(f) {
@@ -218,7 +327,7 @@ func (r *memReader) stat(v1 bool) {
 	set(statSock, &r.m.Sock)
 }
 
-func (r *memReader) limit(name string) {
+func (r *memReader) limit(name fileName) {
 	data, ok := r.read(name)
 	if !ok {
 		return
@@ -226,7 +335,7 @@ func (r *memReader) limit(name string) {
 	v, unlimited, err := ParseLimit(data)
 	switch {
 	case err != nil:
-		r.fail(name, err)
+		r.fail(name.s, err)
 	case unlimited:
 		r.m.Unlimited = true
 	default:
@@ -234,9 +343,9 @@ func (r *memReader) limit(name string) {
 	}
 }
 
-func (r *memReader) counter(name string, dst **uint64) {
+func (r *memReader) counter(name fileName, dst **uint64) {
 	if data, ok := r.read(name); ok {
-		r.parseCounter(name, data, dst)
+		r.parseCounter(name.s, data, dst)
 	}
 }
 
@@ -250,13 +359,13 @@ func (r *memReader) parseCounter(name string, data []byte, dst **uint64) {
 }
 
 func (r *memReader) oomControl() {
-	data, ok := r.read("memory.oom_control")
+	data, ok := r.read(nameOOMCtl)
 	if !ok {
 		return
 	}
 	oc, err := ParseOOMControl(data)
 	if err != nil {
-		r.fail("memory.oom_control", err)
+		r.fail(nameOOMCtl.s, err)
 		return
 	}
 	r.vals.underOOM = oc.UnderOOM
@@ -268,7 +377,7 @@ func (r *memReader) oomControl() {
 
 // events reads v2 memory.events without building a map.
 func (r *memReader) events() {
-	data, ok := r.read("memory.events")
+	data, ok := r.read(nameEvents)
 	if !ok {
 		return
 	}
@@ -286,12 +395,12 @@ func (r *memReader) events() {
 		}
 	})
 	if err != nil {
-		r.fail("memory.events", err)
+		r.fail(nameEvents.s, err)
 	}
 }
 
 func (r *memReader) cgroupStat() {
-	data, ok := r.read("cgroup.stat")
+	data, ok := r.read(nameCgStat)
 	if !ok {
 		return
 	}
@@ -302,7 +411,7 @@ func (r *memReader) cgroupStat() {
 		}
 	})
 	if err != nil {
-		r.fail("cgroup.stat", err)
+		r.fail(nameCgStat.s, err)
 	}
 }
 

@@ -1,6 +1,9 @@
 package cgroupfs
 
-import "strings"
+import (
+	"sort"
+	"strings"
+)
 
 // ParsePodCgroupName recognises one pod cgroup directory name and returns the
 // pod UID with dashes. cgroupfs driver: "pod<uid>"; systemd driver:
@@ -111,3 +114,5 @@ func ParseContainerCgroupName(name string) (id string, rt Runtime, ok bool) {
 	}
 	return "", "", false
 }
+
+func sortStrings(s []string) { sort.Strings(s) }

@@ -184,9 +184,17 @@ func (fs *FS) nodeV2(n *Node) {
 // countLive counts the memory cgroup directories, root included. On v1 every
 // directory is a memcg; on v2 only those with memory.current (memory enabled
 // in the parent's subtree_control).
+//
+// On a cgroup file system v1 counts with countDirsNlink, which lists only
+// directories that have subdirectories: ~10x cheaper than the plain walk
+// (114 ms at 1000 pods; see docs/performance.md).
 func (fs *FS) countLive(v1 bool) (uint64, error, error) {
 	live := uint64(1)
 	var errs []error
+	if v1 && isCgroupFS(fs.Hierarchy.MemoryRoot) {
+		n, err := countDirsNlink(fs.Hierarchy.MemoryRoot, &errs)
+		return live + n, errors.Join(errs...), err
+	}
 	err := fs.walk(func(_, _ string, entries []os.DirEntry) {
 		if v1 || hasEntry(entries, "memory.current") {
 			live++

@@ -6,7 +6,6 @@ import (
 	iofs "io/fs"
 	"os"
 	"path"
-	"sort"
 	"strings"
 )
 
@@ -85,28 +84,6 @@ func (fs *FS) addPod(pods []Pod, errs []error, driver Driver, qos QOS, parent, n
 		}
 	}
 	return append(pods, pod), errs
-}
-
-// listDirs returns the names of the subdirectories of dir, never following
-// symlinks (the entry type comes from getdents, not stat).
-func listDirs(dir string) ([]string, error) {
-	f, err := os.Open(dir)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	entries, err := f.ReadDir(-1)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrFileRead, dir, err)
-	}
-	var out []string
-	for _, e := range entries {
-		if e.IsDir() {
-			out = append(out, e.Name())
-		}
-	}
-	sort.Strings(out) // stable output; getdents order is arbitrary
-	return out, nil
 }
 
 // runtimeParents are directories whose bare 64-hex children are containers

@@ -26,7 +26,13 @@ func putBuf(b *[]byte) {
 // longer file is an ErrFileRead, not a silent truncation.
 // The caller adds the path to the error, so the happy path builds no strings.
 func readInto(read func([]byte) (int, error), buf *[]byte) ([]byte, error) {
-	b := (*buf)[:0]
+	*buf = (*buf)[:0]
+	return readMore(read, buf)
+}
+
+// readMore is readInto keeping the len(*buf) bytes already read.
+func readMore(read func([]byte) (int, error), buf *[]byte) ([]byte, error) {
+	b := *buf
 	for {
 		if len(b) == cap(b) {
 			if cap(b) > maxFileSize {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io/fs"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -33,21 +34,60 @@ func (d cgDir) close() {
 }
 
 // read reads the file name of d into buf. The returned slice aliases *buf.
-func (d cgDir) read(name string, buf *[]byte) ([]byte, error) {
-	fd, err := retryEINTR(func() (int, error) {
-		return unix.Openat(d.fd, name, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
-	})
+//
+// Every cgroup file is a seq_file, whose read returns the whole content when
+// it fits the buffer, so a short read is the end: one read(2) instead of the
+// usual read-until-0, which would cost a second syscall per file. A read
+// that fills the buffer falls back to reading to EOF.
+func (d cgDir) read(name fileName, buf *[]byte) ([]byte, error) {
+	fd, err := openatZ(d.fd, name.z, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW)
 	if err != nil {
-		return nil, &fs.PathError{Op: "open", Path: d.path + "/" + name, Err: err}
+		return nil, &fs.PathError{Op: "open", Path: d.path + "/" + name.s, Err: err}
 	}
 	defer unix.Close(fd)
-	b, err := readInto(func(p []byte) (int, error) {
+	b := (*buf)[:cap(*buf)]
+	n, err := retryEINTR(func() (int, error) { return unix.Read(fd, b) })
+	if err != nil {
+		return nil, fmt.Errorf("%s/%s: %w: %w", d.path, name.s, ErrFileRead, err)
+	}
+	if n < len(b) {
+		return b[:n], nil
+	}
+	*buf = b[:n]
+	b, err = readMore(func(p []byte) (int, error) {
 		return retryEINTR(func() (int, error) { return unix.Read(fd, p) })
 	}, buf)
 	if err != nil {
-		return nil, fmt.Errorf("%s/%s: %w", d.path, name, err)
+		return nil, fmt.Errorf("%s/%s: %w", d.path, name.s, err)
 	}
 	return b, nil
+}
+
+// openatZ is openat(2) with a prebuilt NUL-terminated name: unix.Openat
+// copies its string argument to the heap on every call, and this runs for
+// every file of every cgroup on every scrape.
+func openatZ(dirfd int, name []byte, flags int) (int, error) {
+	for {
+		r, _, e := unix.Syscall6(unix.SYS_OPENAT, uintptr(dirfd), uintptr(unsafe.Pointer(&name[0])), uintptr(flags), 0, 0, 0)
+		if e == unix.EINTR {
+			continue
+		}
+		if e != 0 {
+			return -1, e
+		}
+		return int(r), nil
+	}
+}
+
+// ino is the inode number of the cgroup directory: unique per cgroup for
+// the boot (kernfs ids are not reused), so it tells a cgroup from one
+// created again under the same path. fstat of an O_PATH fd costs ~0.3 us.
+func (d cgDir) ino() (uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(d.fd, &st); err != nil {
+		return 0, &fs.PathError{Op: "fstat", Path: d.path, Err: err}
+	}
+	return st.Ino, nil
 }
 
 func readPath(path string, buf *[]byte) ([]byte, error) {

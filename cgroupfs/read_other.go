@@ -3,6 +3,7 @@
 package cgroupfs
 
 import (
+	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -28,9 +29,12 @@ func openDir(path string) (cgDir, error) {
 
 func (d cgDir) close() {}
 
-func (d cgDir) read(name string, buf *[]byte) ([]byte, error) {
-	return readPath(filepath.Join(d.path, name), buf)
+func (d cgDir) read(name fileName, buf *[]byte) ([]byte, error) {
+	return readPath(filepath.Join(d.path, name.s), buf)
 }
+
+// ino is unsupported off Linux, so nothing is cached there.
+func (d cgDir) ino() (uint64, error) { return 0, errors.ErrUnsupported }
 
 func readPath(path string, buf *[]byte) ([]byte, error) {
 	f, err := os.Open(path)

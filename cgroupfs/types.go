@@ -3,6 +3,12 @@
 // cgroups are pods and containers (cgroupfs and systemd drivers; containerd,
 // CRI-O and Docker), what each one's memory files say, and the node-wide
 // memcg leak signals. It knows nothing about Kubernetes objects or Prometheus.
+//
+// It does not use containerd/cgroups/v3 for reading: its v1 Stat fails as a
+// whole when one kmem file is missing, its paths are fixed rather than rooted
+// at a configurable MemoryRoot, and its map-building stat parsing costs
+// allocations on the 4000-cgroup hot path; mode detection uses
+// moby/sys/mountinfo under a configurable proc root instead.
 package cgroupfs
 
 import "errors"

@@ -35,6 +35,11 @@ own_rig=0 applied=0
 cleanup() {
   local rc=$?
   set +e
+  # An interrupted scenario 6 can leave the rig's API server stopped: up.sh restarts it.
+  if [ -x "$RIG/up.sh" ] && [ -f "$STATE/pids/kube-apiserver.pid" ] && ! kubectl get --raw /readyz >/dev/null 2>&1; then
+    log "API server not ready: re-running $RIG/up.sh"
+    "$RIG/up.sh" >/dev/null
+  fi
   if [ "$applied" = 1 ]; then
     if [ "$rc" != 0 ]; then
       log "FAILED (exit $rc): agent logs and state follow"

@@ -359,12 +359,18 @@ func (a *apiSource) probeLoop(ctx context.Context) {
 func (a *apiSource) probe(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.ProbeTimeout)
 	defer cancel()
+	start := time.Now()
 	_, err := a.client.CoreV1().Pods(metav1.NamespaceAll).List(ctx,
 		metav1.ListOptions{FieldSelector: a.selector, Limit: 1, ResourceVersion: "0"})
 	if ctx.Err() != nil && err == nil {
 		err = ctx.Err()
 	}
 	a.mu.Lock()
+	if err != nil && a.lwOK.After(start) && a.informerOKLocked() {
+		// client-go retried this request inside the outage (1 s per EOF) and failed after the
+		// informer had already reached the server again: the failure is old news.
+		err = nil
+	}
 	if err == nil && (a.probeErr != nil || !a.probed) {
 		a.probeOKAt = time.Now()
 	}
@@ -469,4 +475,13 @@ func (a *apiSource) logTransition() {
 			zap.NamedError("probe_error", probeErr), zap.NamedError("list_watch_error", lwErr),
 			zap.Bool("informer_synced", synced))
 	}
+}
+
+// state describes the health inputs, for logs and test failures.
+func (a *apiSource) state() string {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	now := time.Now()
+	return fmt.Sprintf("gen=%d synced=%v probed=%v probeErr=%v lwOK=-%v lwErr=-%v (%v) watches=%d watchEnd=-%v",
+		a.gen, a.synced, a.probed, a.probeErr, now.Sub(a.lwOK), now.Sub(a.lwErr), a.lwLastErr, a.watches, now.Sub(a.watchEnd))
 }

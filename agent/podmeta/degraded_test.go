@@ -145,7 +145,7 @@ func TestDegradeAndRecover(t *testing.T) {
 		// Recovered for good: no flap back once watchGap has passed.
 		for end := time.Now().Add(watchGap + 200*time.Millisecond); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
 			if s := p.Source(); s != SourceAPI {
-				t.Fatalf("%s: source flapped back to %s after recovery", f.name, s)
+				t.Fatalf("%s: source flapped back to %s after recovery; informer state: %s", f.name, s, p.(*provider).api.state())
 			}
 		}
 		t.Logf("%-7s degraded after %v; after the fix, source api with the outage pod's API record after %v",

@@ -154,7 +154,7 @@ func Start(ctx context.Context, cfg Config) (Provider, error) {
 		if cfg.Kubeconfig != "" {
 			return nil, err
 		}
-		cfg.Logger.Warn("no API server configuration; pod metadata from kubelet log directories only",
+		cfg.Logger.Info("no API server configuration; pod metadata from kubelet log directories only",
 			zap.Error(err), zap.String("log_root", cfg.LogRoot))
 		return &provider{logs: logs}, nil
 	}

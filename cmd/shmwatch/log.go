@@ -3,8 +3,11 @@ package main
 import (
 	"fmt"
 
+	"github.com/go-logr/logr"
 	"go.uber.org/zap"
+	"go.uber.org/zap/exp/zapslog"
 	"go.uber.org/zap/zapcore"
+	"k8s.io/klog/v2"
 )
 
 // newLogger builds the zap logger from --log.level and --log.format. Logs go
@@ -27,4 +30,10 @@ func newLogger(level, format string) (*zap.Logger, error) {
 		return nil, fmt.Errorf("build logger: %w", err)
 	}
 	return log, nil
+}
+
+// routeKlog sends client-go's klog output (reflector warnings and the
+// like) through our logger, so it honours --log.format and --log.level.
+func routeKlog(log *zap.Logger) {
+	klog.SetLogger(logr.FromSlogHandler(zapslog.NewHandler(log.Named("client-go").Core())))
 }

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
@@ -44,14 +46,14 @@ func (f *nodeFlags) register(app *kingpin.Application) {
 	app.Flag("kubelet-root", "The kubelet's --root-dir (below --host-root).").Default("/var/lib/kubelet").StringVar(&f.kubeletRoot)
 	app.Flag("log-root", "The kubelet's pod log directory (below --host-root), for names when the API is out of reach.").Default("/var/log/pods").StringVar(&f.logRoot)
 	app.Flag("cgroup-root", "The kubelet's --cgroup-root.").Default("/").StringVar(&f.cgroupRoot)
-	app.Flag("node-name", "This node's name in the API.").Envar("NODE_NAME").StringVar(&f.nodeName)
+	app.Flag("node-name", "This node's name in the API (default: the lowercased hostname, as the kubelet's).").Envar("NODE_NAME").Default(defaultNodeName()).StringVar(&f.nodeName)
 	app.Flag("kubeconfig", "kubeconfig file; empty: in-cluster config when in a pod, else no API.").Envar("KUBECONFIG").StringVar(&f.kubeconfig)
 	app.Flag("all-cgroups", "No Kubernetes: report every runtime container cgroup (Docker, containerd, CRI-O) as a unit.").BoolVar(&f.allCgroups)
 	app.Flag("host-pid", "A process in the host's mount namespace, whose mount table and root are the host's; 0: pid 1, or this process when pid 1's root is out of reach.").Default("0").IntVar(&f.hostPID)
 	app.Flag("statfs-timeout", "How long a statfs may take before its mount is marked stuck and skipped.").Default("2s").DurationVar(&f.statfsTimeout)
 	app.Flag("orphan-grace", "How old a pod cgroup with no pod must be to count as orphaned.").Default("60s").DurationVar(&f.orphanGrace)
 	app.Flag("metadata-wait", "scan and audit: how long to wait for the API's pod list.").Default("3s").DurationVar(&f.metadataWait)
-	app.Flag("log.level", "Log level: debug, info, warn, error.").Default("info").StringVar(&f.logLevel)
+	app.Flag("log.level", "Log level: debug, info, warn, error (default: info for serve, warn for scan and audit).").StringVar(&f.logLevel)
 	app.Flag("log.format", "Log format: json or console.").Default("console").EnumVar(&f.logFormat, "json", "console")
 }
 
@@ -81,23 +83,33 @@ func (f *nodeFlags) openNode(ctx context.Context, log *zap.Logger) (*agent.Colle
 	return col, meta, nil
 }
 
-// resolveHostPID picks the process whose mount table is the host's. pid 1
-// is the host's init with hostPID; where its root is out of reach (a sandbox
-// whose init holds capabilities we lack) this process stands in, which is
-// right only when shmwatch itself runs in the host mount namespace.
+// resolveHostPID picks the process whose mount table and root are the
+// host's. pid 1 is the host's init; where its root is out of reach (an init
+// holding capabilities we lack, as in some VM sandboxes) kthreadd, pid 2,
+// shares the kernel's initial mount namespace; this process stands in last,
+// which is right only when shmwatch itself runs in the host mount namespace.
 func (f *nodeFlags) resolveHostPID(procRoot string, log *zap.Logger) int {
 	if f.hostPID > 0 {
 		return f.hostPID
 	}
-	if d, err := os.Open(filepath.Join(procRoot, "1", "root")); err == nil {
-		_ = d.Close()
-		return 1
-	} else {
-		self := os.Getpid()
-		log.Warn("pid 1's root is out of reach; using this process's mount table as the host's (set --host-pid to override)",
-			zap.Int("pid", self), zap.Error(err))
-		return self
+	var firstErr error
+	for _, pid := range []int{1, 2} {
+		d, err := os.Open(filepath.Join(procRoot, strconv.Itoa(pid), "root"))
+		if err == nil {
+			_ = d.Close()
+			if pid != 1 {
+				log.Info("pid 1's root is out of reach; using pid 2's mount table as the host's", zap.Error(firstErr))
+			}
+			return pid
+		}
+		if firstErr == nil {
+			firstErr = err
+		}
 	}
+	self := os.Getpid()
+	log.Info("the roots of pid 1 and 2 are out of reach; using this process's mount table as the host's (set --host-pid to override)",
+		zap.Int("pid", self), zap.Error(firstErr))
+	return self
 }
 
 // apiConfigured says whether there is an API server to wait for.
@@ -122,6 +134,14 @@ func (f *nodeFlags) waitForAPI(ctx context.Context, meta podmeta.Provider) {
 	}
 }
 
+func defaultNodeName() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return ""
+	}
+	return strings.ToLower(h)
+}
+
 func main() {
 	app := kingpin.New("shmwatch", "Shared memory and memory cgroup limits of every pod on this node.")
 	app.Version(agent.Version)
@@ -133,12 +153,19 @@ func main() {
 	audit := newAuditCmd(app, &flags)
 
 	cmd := kingpin.MustParse(app.Parse(os.Args[1:]))
+	if flags.logLevel == "" {
+		flags.logLevel = "warn"
+		if cmd == serve.cmd.FullCommand() {
+			flags.logLevel = "info"
+		}
+	}
 	log, err := newLogger(flags.logLevel, flags.logFormat)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "shmwatch:", err)
 		os.Exit(2)
 	}
 	defer func() { _ = log.Sync() }()
+	routeKlog(log)
 
 	var code int
 	switch cmd {

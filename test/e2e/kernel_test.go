@@ -143,6 +143,15 @@ func kernelOOMKills(t *testing.T, dir string) uint64 {
 	return keyed(t, filepath.Join(dir, f))["oom_kill"]
 }
 
+// kernelLimitHits is how often the cgroup hit its limit: v1 memory.failcnt, v2 memory.events max.
+func kernelLimitHits(t *testing.T, dir string) uint64 {
+	t.Helper()
+	if _, v1 := memcgRoot(); v1 {
+		return readUint(t, filepath.Join(dir, "memory.failcnt"))
+	}
+	return keyed(t, filepath.Join(dir, "memory.events"))["max"]
+}
+
 // firstPID is a process in a container cgroup.
 func firstPID(t *testing.T, dir string) int {
 	t.Helper()

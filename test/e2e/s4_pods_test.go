@@ -74,6 +74,7 @@ func TestS4QoSClassesFoundWithAPINames(t *testing.T) {
 	})
 
 	r := scan(t)
+	checkSortedByHeadroom(t, r)
 	if r.Node.MetadataSource != "api" {
 		t.Errorf("scan node.metadata_source %q, want api", r.Node.MetadataSource)
 	}
@@ -167,7 +168,7 @@ func testDeletedPod(t *testing.T) {
 	if r.Node.Memcg.Dying == nil {
 		t.Errorf("scan node.memcg.dying absent, kernel %d", k1)
 	} else {
-		t.Logf("scan node.memcg.dying %d live %v", *r.Node.Memcg.Dying, r.Node.Memcg.Live)
+		t.Logf("scan node.memcg.dying %d", *r.Node.Memcg.Dying)
 	}
 }
 
@@ -202,4 +203,17 @@ func testOrphan(t *testing.T) {
 		}
 	}
 	t.Errorf("scan orphans %+v lack uid %s", r.Orphans, o.uid)
+}
+
+// checkSortedByHeadroom checks the contract's order of scan pods: least headroom first,
+// pods without a headroom (no limit) after all that have one.
+func checkSortedByHeadroom(t *testing.T, r *scanReport) {
+	t.Helper()
+	for i := 1; i < len(r.Pods); i++ {
+		a, b := r.Pods[i-1].Headroom, r.Pods[i].Headroom
+		if (a == nil && b != nil) || (a != nil && b != nil && *a > *b) {
+			t.Errorf("scan pods not sorted by least headroom first: %s (%s) before %s (%s)",
+				r.Pods[i-1].Name, fmtPtr(a), r.Pods[i].Name, fmtPtr(b))
+		}
+	}
 }

@@ -54,9 +54,12 @@ func TestS6APIServerDownMetadataDegradesAndRecovers(t *testing.T) {
 		}
 		return on[0], nil
 	}
+	var slowest time.Duration
 	wantSource := func(want string) func() error {
 		return func() error {
+			start := time.Now()
 			m, err := scrapeDirect(ctx, agent, agentPID)
+			slowest = max(slowest, time.Since(start))
 			if err != nil {
 				return err
 			}
@@ -76,7 +79,10 @@ func TestS6APIServerDownMetadataDegradesAndRecovers(t *testing.T) {
 	eventually(t, 45*time.Second, "metadata from the API before", wantSource("api"))
 
 	pid := apiserverPID(t, pidFile, state)
-	t.Cleanup(func() { restartAPIServer(t, upSh) })
+	t.Cleanup(func() {
+		restartAPIServer(t, upSh)
+		waitClusterHealthy(t)
+	})
 	t.Logf("stopping kube-apiserver pid %d", pid)
 	stopped := time.Now()
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
@@ -103,6 +109,15 @@ func TestS6APIServerDownMetadataDegradesAndRecovers(t *testing.T) {
 	if failed > 0 {
 		t.Errorf("%d of %d scrapes failed or lost the pod while the API server was down", failed, scrapes)
 	}
+	// Keep it down a little longer: every scrape answers, still degraded, pod still named.
+	for i := 0; i < 3; i++ {
+		time.Sleep(time.Second)
+		scrapes++
+		if err := wantSource("kubelet_logs")(); err != nil {
+			t.Errorf("scrape %d while the API server is down: %v", scrapes, err)
+		}
+	}
+	t.Logf("API server down for %s: %d direct scrapes, slowest %s", time.Since(stopped).Round(time.Second), scrapes, slowest.Round(time.Millisecond))
 	if _, err := suite.kube.CoreV1().Pods(suite.ns).Get(ctx, p.Name, metav1.GetOptions{}); err == nil {
 		t.Fatalf("the API server still answers after SIGTERM to pid %d", pid)
 	}
@@ -111,9 +126,42 @@ func TestS6APIServerDownMetadataDegradesAndRecovers(t *testing.T) {
 	restarted := time.Now()
 	eventually(t, 2*time.Minute, "metadata back to api", wantSource("api"))
 	t.Logf("metadata source back to api %s after up.sh returned", time.Since(restarted).Round(time.Second))
+	// The node controller may have marked the node (and so the agent pod) NotReady while
+	// the kubelet could not renew its lease; the next kubelet status sync heals both.
+	waitClusterHealthy(t)
 	if _, err := scrapeViaAPI(ctx); err != nil {
 		t.Errorf("scrape through the API proxy after the restart: %v", err)
 	}
+	if a, err := agentPod(ctx); err == nil && a.Status.ContainerStatuses[0].RestartCount > agent.Status.ContainerStatuses[0].RestartCount {
+		t.Errorf("the agent restarted while the API server was down (%d -> %d restarts)",
+			agent.Status.ContainerStatuses[0].RestartCount, a.Status.ContainerStatuses[0].RestartCount)
+	}
+}
+
+// waitClusterHealthy waits until the API server is ready, the node is Ready and the agent
+// pod is Ready again.
+func waitClusterHealthy(t *testing.T) {
+	t.Helper()
+	start := time.Now()
+	eventually(t, 3*time.Minute, "cluster healthy after the API server restart", func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := suite.kube.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx); err != nil {
+			return fmt.Errorf("readyz: %w", err)
+		}
+		node, err := suite.kube.CoreV1().Nodes().Get(ctx, suite.node, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for _, c := range node.Status.Conditions {
+			if c.Type == corev1.NodeReady && c.Status != corev1.ConditionTrue {
+				return fmt.Errorf("node %s Ready=%s: %s", suite.node, c.Status, c.Message)
+			}
+		}
+		_, err = agentPod(ctx)
+		return err
+	})
+	t.Logf("cluster healthy (API ready, node Ready, agent Ready) %s after the restart", time.Since(start).Round(time.Second))
 }
 
 // apiserverPID is the rig's kube-apiserver pid, checked like up.sh does: alive and its

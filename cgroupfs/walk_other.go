@@ -1,0 +1,37 @@
+//go:build !linux
+
+package cgroupfs
+
+import (
+	"fmt"
+	"os"
+)
+
+// listDirs returns the names of the subdirectories of dir, never following
+// symlinks (the entry type comes from the directory, not stat).
+func listDirs(dir string) ([]string, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	entries, err := f.ReadDir(-1)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrFileRead, dir, err)
+	}
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() {
+			out = append(out, e.Name())
+		}
+	}
+	sortStrings(out) // stable output; directory order is arbitrary
+	return out, nil
+}
+
+// isCgroupFS is false off Linux: there is no cgroup file system.
+func isCgroupFS(string) bool { return false }
+
+func countDirsNlink(string, *[]error) (uint64, error) {
+	return 0, fmt.Errorf("%w: no cgroup file system off Linux", ErrNoMemory)
+}

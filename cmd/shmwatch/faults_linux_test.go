@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shmwatch/shmwatch/internal/podtree"
+)
+
+// dropDAC runs a command as root without CAP_DAC_OVERRIDE and
+// CAP_DAC_READ_SEARCH, so file modes apply to it: chmod 000 on a cgroup file
+// then denies it, as a least-privilege DaemonSet would be denied.
+func dropDAC(t *testing.T) []string {
+	t.Helper()
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Skip("fault test: needs setpriv (util-linux) to drop CAP_DAC_OVERRIDE")
+	}
+	return []string{"setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search", "--"}
+}
+
+// A container's memory.stat the agent may not read: the pod and the
+// container are still reported, the fields from memory.stat are absent (not
+// 0), shmwatch_read_errors_total{field="memory.stat"} counts it, and the
+// log says so once, not once per scrape.
+func TestFaultPermissionDenied(t *testing.T) {
+	requireBinary(t)
+	prefix := dropDAC(t)
+	tree := podtree.New(t)
+	p := tree.MustAddPod(podtree.Burstable)
+	shm, err := p.RuntimeShm(podtree.RandomHex(32), 8*mib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := p.Start(shm, mib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	denied := filepath.Join(c.Dir, "memory.stat")
+	if err := os.Chmod(denied, 0); err != nil {
+		t.Fatal(err)
+	}
+	srv := startServe(t, serveOpts{prefix: prefix, args: []string{"--cgroup-root=" + tree.CgroupRoot}})
+
+	var sc *scrape
+	for i := 0; i < 3; i++ {
+		if sc, err = srv.Scrape(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pod := map[string]string{"uid": p.UID}
+	ctr := map[string]string{"uid": p.UID, "container": c.ID[:12]}
+	if _, ok := sc.value("shmwatch_pod_info", pod); !ok {
+		t.Fatalf("pod with an unreadable container memory.stat is not reported")
+	}
+	if v, ok := sc.value("shmwatch_pod_memory_shmem_bytes", pod); !ok || v != mib {
+		t.Errorf("pod shmem = %v (present %v), want %d: the pod's own memory.stat is readable", v, ok, mib)
+	}
+	if v, ok := sc.value("shmwatch_container_memory_shmem_bytes", ctr); ok {
+		t.Errorf("container shmem = %v from an unreadable memory.stat: want the series absent, not invented", v)
+	}
+	if _, ok := sc.value("shmwatch_container_memory_usage_bytes", ctr); !ok {
+		t.Errorf("container usage (memory.usage_in_bytes is readable) is missing")
+	}
+	errs, ok := sc.value("shmwatch_read_errors_total", map[string]string{"field": "memory.stat"})
+	if !ok || errs < 3 {
+		t.Errorf(`shmwatch_read_errors_total{field="memory.stat"} = %v (present %v), want >= 3 after 3 scrapes`, errs, ok)
+	}
+	var lines []string
+	for _, l := range strings.Split(srv.Stderr.String(), "\n") {
+		if strings.Contains(l, denied) && strings.Contains(l, "permission denied") {
+			lines = append(lines, l)
+		}
+	}
+	t.Logf("read_errors_total{field=memory.stat}=%v after 4 collections; log lines naming %s: %d", errs, denied, len(lines))
+	if len(lines) != 1 {
+		t.Errorf("want exactly one log line for the denied file, got %d:\n%s", len(lines), strings.Join(lines, "\n"))
+	}
+}
+
+// A FUSE mount that never answers statfs at a container's /dev/shm: every
+// scrape still returns within the statfs timeout plus a margin,
+// shmwatch_shm_stuck_mounts says 1, the pod is still reported, and the hung
+// filesystem is asked only once however often it is scraped.
+func TestFaultHungMount(t *testing.T) {
+	requireBinary(t)
+	podtree.Require(t)
+	fuse := podtree.MountHungFUSE(t)
+	tree := podtree.New(t)
+	p := tree.MustAddPod(podtree.Burstable)
+	if _, err := p.StartFUSE(fuse.Dir); err != nil {
+		t.Fatal(err)
+	}
+	const timeout = 500 * time.Millisecond
+	const margin = 3 * time.Second // a loaded 2-CPU CI machine
+	srv := startServe(t, serveOpts{args: []string{"--cgroup-root=" + tree.CgroupRoot, "--statfs-timeout=" + timeout.String()}})
+	// Runs before the kill above: a process with a held STATFS cannot exit.
+	t.Cleanup(fuse.Release)
+
+	var worst time.Duration
+	for i := 0; i < 4; i++ {
+		sc, err := srv.Scrape(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		worst = max(worst, sc.Took)
+		if sc.Took > timeout+margin {
+			t.Errorf("scrape %d took %v with a hung mount, want < %v", i, sc.Took, timeout+margin)
+		}
+		if v, ok := sc.value("shmwatch_shm_stuck_mounts", nil); !ok || v != 1 {
+			t.Errorf("scrape %d: shmwatch_shm_stuck_mounts = %v (present %v), want 1", i, v, ok)
+		}
+		if _, ok := sc.value("shmwatch_pod_info", map[string]string{"uid": p.UID}); !ok {
+			t.Errorf("scrape %d: the pod with the hung /dev/shm is not reported", i)
+		}
+	}
+	t.Logf("hung FUSE at /dev/shm: worst scrape %v (statfs timeout %v), STATFS requests seen by the FUSE server: %d",
+		worst, timeout, fuse.StatfsRequests())
+	if n := fuse.StatfsRequests(); n != 1 {
+		t.Errorf("FUSE server saw %d STATFS requests over 5 collections, want 1 (stuck mount skipped)", n)
+	}
+	if !srv.Alive() {
+		t.Fatal("shmwatch died")
+	}
+}
