@@ -176,7 +176,7 @@ func shmBindsAtMemcg(s *Snapshot) []Finding {
 	for i := range s.Pods {
 		p := &s.Pods[i]
 		for _, sh := range p.Shm {
-			if sh.Binding != "memcg" || !exported(&sh) || sh.Size == nil || p.Memory.Limit == nil {
+			if sh.Binding != "memcg" || sh.Size == nil || p.Memory.Limit == nil {
 				continue
 			}
 			if *sh.Size < *p.Memory.Limit/shmLargeFraction {

@@ -139,7 +139,7 @@ func writePod(ch chan<- prometheus.Metric, p *Pod, withSandbox bool) {
 }
 
 func writeShm(ch chan<- prometheus.Metric, p *Pod, s *Shm) {
-	if s.Size == nil || !exported(s) {
+	if s.Size == nil {
 		return
 	}
 	l := []string{p.Namespace, p.Name, p.UID, s.Source, s.Volume}
@@ -156,12 +156,6 @@ func writeShm(ch chan<- prometheus.Metric, p *Pod, s *Shm) {
 		ch <- prometheus.MustNewConstMetric(shmHeadroom, prometheus.GaugeValue, float64(h), ll...)
 		ch <- prometheus.MustNewConstMetric(shmBinding, prometheus.GaugeValue, boolValue(s.Binding == lim), ll...)
 	}
-}
-
-// exported says whether a shm is one an app container can write: the
-// runtime's sandbox shm seen only by the pause container is not.
-func exported(s *Shm) bool {
-	return len(s.Containers) > 0 || s.Source != "runtime"
 }
 
 func writeNode(ch chan<- prometheus.Metric, s *Snapshot) {

@@ -79,9 +79,6 @@ func podName(p *Pod) string {
 func shmUsedSize(p *Pod) string {
 	var parts []string
 	for _, s := range p.Shm {
-		if !exported(&s) {
-			continue
-		}
 		if s.Size == nil {
 			parts = append(parts, "error")
 			continue
@@ -94,9 +91,6 @@ func shmUsedSize(p *Pod) string {
 func shmSources(p *Pod) string {
 	var parts []string
 	for _, s := range p.Shm {
-		if !exported(&s) {
-			continue
-		}
 		if s.Volume != "" {
 			parts = append(parts, s.Source+":"+s.Volume)
 		} else {

@@ -48,6 +48,7 @@ func (c *Collector) podShm(col *collection, p *Pod, src *cgroupfs.Pod) {
 			p.Shm = append(p.Shm, c.newShm(p, m, u, err))
 		}
 	}
+	p.Shm = dropSandboxOnly(p.Shm)
 	for i := range p.Shm {
 		applyVerdict(&p.Shm[i], p, meta)
 	}
@@ -70,6 +71,7 @@ func (c *Collector) containerShm(col *collection, p *Pod, ct *Container, cgPath 
 	if i, dup := byDevice[cm.mount.Device]; dup {
 		if !ct.Sandbox {
 			p.Shm[i].Containers = append(p.Shm[i].Containers, ct.Name)
+			p.Shm[i].sandboxOnly = false
 		}
 		return
 	}
@@ -80,16 +82,28 @@ func (c *Collector) containerShm(col *collection, p *Pod, ct *Container, cgPath 
 		u, err = c.statContainerMount(cgPath, cm.mount)
 	}
 	s := c.newShm(p, cm.mount, u, err)
-	if !ct.Sandbox {
-		s.Containers = []string{ct.Name}
-	} else if cm.mount.Source == shmscan.SourceRuntime {
+	if ct.Sandbox {
 		// The runtime mounts the sandbox's shm in the pause container
 		// too; only app containers make it a pod's shm. Keep it aside
 		// so an app container sharing it joins it.
-		s.Containers = nil
+		s.sandboxOnly = true
+	} else {
+		s.Containers = []string{ct.Name}
 	}
 	byDevice[cm.mount.Device] = len(p.Shm)
 	p.Shm = append(p.Shm, s)
+}
+
+// dropSandboxOnly removes the shm that only the pause container has at
+// /dev/shm: no app container can write it, so it is no pod's limit.
+func dropSandboxOnly(shms []Shm) []Shm {
+	kept := shms[:0]
+	for _, s := range shms {
+		if !s.sandboxOnly {
+			kept = append(kept, s)
+		}
+	}
+	return kept
 }
 
 // freshUsage is a statfs done while resolving a container's mount.
@@ -192,7 +206,7 @@ func applyVerdict(s *Shm, p *Pod, meta podmeta.Pod) {
 func podVerdict(p *Pod) (string, *int64) {
 	binding, headroom := memcgVerdict(p.Memory)
 	for _, s := range p.Shm {
-		if s.Binding == "" || (len(s.Containers) == 0 && s.Source == string(shmscan.SourceRuntime)) {
+		if s.Binding == "" {
 			continue
 		}
 		h := s.Headroom[s.Binding]

@@ -111,6 +111,8 @@ type Shm struct {
 	Binding    string           `json:"binding_limit"`
 	Containers []string         `json:"containers"`
 	Error      string           `json:"error,omitempty"`
+
+	sandboxOnly bool // only the pause container has it at /dev/shm
 }
 
 // Orphan is a pod cgroup with no pod on this node.
