@@ -96,3 +96,10 @@ mkdir -p "$(dirname "$LOG")"
 log "go test -tags e2e ./test/e2e/ (log: $LOG)"
 go test -tags e2e -count=1 -v -timeout 15m ${E2E_RUN:+-run "$E2E_RUN"} ./test/e2e/ 2>&1 | tee "$LOG"
 log "e2e passed in $(( $(date +%s) - t0 ))s"
+
+# podmeta against this real API server: informer mapping, and a forbidden
+# service account that is granted access later (degraded -> api).
+log "go test -run Rig ./agent/podmeta/ against $KUBECONFIG"
+SHMWATCH_TEST_KUBECONFIG="$KUBECONFIG" SHMWATCH_TEST_NODE="${K8S_RIG_NODE_NAME:-$(hostname | tr 'A-Z' 'a-z')}" \
+  go test -count=1 -v -timeout 5m -run 'Rig' ./agent/podmeta/ 2>&1 | tee -a "$LOG"
+log "e2e and podmeta rig tests passed in $(( $(date +%s) - t0 ))s"
