@@ -28,7 +28,30 @@ type Config struct {
 	// is called orphaned (the kubelet creates the cgroup before the API shows
 	// the pod as bound and running, and removes it a little after deletion).
 	OrphanGrace time.Duration
+
+	// SkipPeak leaves Memory.Peak nil: no metric exports it (only scan's
+	// JSON does), and it costs one file read per cgroup per scrape
+	// (v1 memory.max_usage_in_bytes, v2 memory.peak). serve sets it.
+	SkipPeak bool
+	// SkipSandboxMemory does not read the memory files of sandbox (pause)
+	// container cgroups once they are known to be sandboxes: serve without
+	// --collector.sandbox exports none of them, and they are a quarter of
+	// a node's cgroups. Their Memory stays nil; the pod's own cgroup still
+	// counts their memory (v1 and v2 pod values are hierarchical).
+	SkipSandboxMemory bool
 }
+
+// Which memory files each view reads: only what the snapshot reports (see
+// docs/performance.md). A pod needs no events (no pod-level OOM metric);
+// containers need no cgroup.stat (dying counts are per pod) and nobody
+// reads PSI.
+const (
+	podFields       = cgroupfs.FieldStat | cgroupfs.FieldLimit | cgroupfs.FieldUsage | cgroupfs.FieldKernel | cgroupfs.FieldKmemLimit | cgroupfs.FieldDying
+	containerFields = cgroupfs.FieldStat | cgroupfs.FieldLimit | cgroupfs.FieldUsage | cgroupfs.FieldKernel | cgroupfs.FieldKmemLimit | cgroupfs.FieldEvents
+	// sandboxFields keeps the kmem-limit count whole when sandbox memory
+	// is skipped; the limit is cached per cgroup, so it costs an fstat.
+	sandboxFields = cgroupfs.FieldKmemLimit
+)
 
 // Collector reads the node into Snapshots. Concurrent callers of Collect
 // share one in-flight collection instead of multiplying kernel reads.
@@ -102,7 +125,10 @@ func (c *Collector) collect() *Snapshot {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.epoch++
-	col := &collection{snap: &Snapshot{Time: c.now(), ReadErrors: map[string]int{}}, epoch: c.epoch}
+	// Empty lists, not nil: the JSON contract says arrays.
+	col := &collection{epoch: c.epoch, snap: &Snapshot{
+		Time: c.now(), Pods: []Pod{}, Orphans: []Orphan{}, ReadErrors: map[string]int{},
+	}}
 
 	c.phase(col, "metadata", func() error { return c.collectMetadata(col) })
 	var pods []cgroupfs.Pod
@@ -119,6 +145,7 @@ func (c *Collector) collect() *Snapshot {
 	c.accountErrors(col)
 	c.phase(col, "node", func() error { return c.collectNode(col) })
 	c.forgetGone(col)
+	c.fs.Prune()
 	sortPods(col.snap.Pods)
 	col.snap.ReadErrorTotals = make(map[string]uint64, len(c.errTotals)+len(col.snap.ReadErrors))
 	for f, n := range col.snap.ReadErrors {
@@ -188,13 +215,29 @@ func (c *Collector) readPods(col *collection, pods []cgroupfs.Pod) []Pod {
 	return out
 }
 
+// fields is what to read of a pod or container cgroup.
+func (c *Collector) fields(base cgroupfs.Fields) cgroupfs.Fields {
+	if c.cfg.SkipPeak {
+		return base
+	}
+	return base | cgroupfs.FieldPeak
+}
+
+// knownSandbox says whether a container cgroup was found to hold only the
+// pause process by an earlier collection (the mount cache remembers it).
+func (c *Collector) knownSandbox(path string) bool {
+	cm, ok := c.mounts[path]
+	return ok && cm.sandbox
+}
+
 func (c *Collector) readPod(col *collection, cp *cgroupfs.Pod) (Pod, bool) {
-	mem := c.fs.Memory(cp.Path)
+	mem := c.fs.MemoryFields(cp.Path, c.fields(podFields))
 	if c.vanished(cp.Path, mem) {
 		return Pod{}, false
 	}
 	col.noteKmem(cp.Path, mem)
-	p := Pod{UID: cp.UID, QOS: string(cp.QOS), Cgroup: cp.Path, Memory: memoryOf(mem), DyingMemcg: mem.DyingDescendants}
+	p := Pod{UID: cp.UID, QOS: string(cp.QOS), Cgroup: cp.Path, Memory: memoryOf(mem), DyingMemcg: mem.DyingDescendants,
+		Shm: []Shm{}, Containers: []Container{}}
 	p.Errors = p.noteFieldErrors(mem.Errors)
 	meta, hasMeta := c.podMeta(cp.UID)
 	if hasMeta {
@@ -205,14 +248,22 @@ func (c *Collector) readPod(col *collection, cp *cgroupfs.Pod) (Pod, bool) {
 	}
 	p.Binding, p.Headroom = memcgVerdict(p.Memory)
 	for _, ct := range cp.Containers {
-		cm := c.fs.Memory(ct.Path)
+		want := c.fields(containerFields)
+		if c.cfg.SkipSandboxMemory && c.knownSandbox(ct.Path) {
+			want = sandboxFields
+		}
+		cm := c.fs.MemoryFields(ct.Path, want)
 		if c.vanished(ct.Path, cm) {
 			continue
 		}
 		col.noteKmem(ct.Path, cm)
 		p.Containers = append(p.Containers, Container{
 			ID: ct.ID, Name: containerName(meta, ct.ID), Runtime: string(ct.Runtime),
-			Sandbox: hasMeta && meta.Containers[ct.ID] == "",
+			// Only a source that lists the pod's containers can say this
+			// one is not among them; kubelet log dirs without
+			// /var/log/containers links list none, and the pause check
+			// of the shm phase decides then.
+			Sandbox: hasMeta && len(meta.Containers) > 0 && meta.Containers[ct.ID] == "",
 			Memory:  memoryOf(cm), OOMKills: cm.OOMKills, LimitHits: cm.LimitHits,
 			Errors: p.noteFieldErrors(cm.Errors),
 		})

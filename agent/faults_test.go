@@ -68,8 +68,8 @@ func TestReadCapBigFile(t *testing.T) {
 }
 
 // A memory.stat that never ends (a FIFO fed without end) is read only up to
-// the cap: the writer can push little more than 1 MiB before the reader
-// gives up and closes it.
+// the cap: the collection returns, the writer can push little more than
+// 1 MiB before the reader gives up and closes it, and the field is an error.
 func TestReadCapEndlessFile(t *testing.T) {
 	ft := buildV1Fixture(t)
 	stat := filepath.Join(ctrDir(ft), "memory.stat")
@@ -119,8 +119,10 @@ func TestReadCapEndlessFile(t *testing.T) {
 	if w := written.Load(); w > (1<<20)+(1<<20)/4 {
 		t.Errorf("writer pushed %d bytes: the read is not capped at 1 MiB (+ pipe buffer)", w)
 	}
-	if c.Memory.Shmem != nil || len(c.Errors) == 0 {
-		t.Errorf("an endless memory.stat gave shmem %v errors %q, want nil and a read error", c.Memory.Shmem, c.Errors)
+	// However the reader stops (the cap, or a short read of the pipe
+	// that then parses as garbage), it must say memory.stat failed.
+	if len(c.Errors) == 0 || !strings.Contains(c.Errors[0], "memory.stat") {
+		t.Errorf("an endless memory.stat gave no memory.stat error: %q", c.Errors)
 	}
 }
 

@@ -129,13 +129,13 @@ func (c *Collector) containerMount(cgPath string, epoch uint64) (cachedMount, fr
 		return cachedMount{}, freshUsage{}, nil // not running: nothing to measure, not cached
 	}
 	m, u, ok, err := c.shm.ContainerShm(pids)
-	if err != nil && !errors.Is(err, shmscan.ErrStuck) {
+	if err != nil && !(ok && errors.Is(err, shmscan.ErrStuck)) {
 		return cachedMount{}, freshUsage{}, err
 	}
+	// A stuck mount is cached too: it is known, only its statfs hangs,
+	// and shmscan skips it quickly until the statfs returns.
 	cm := cachedMount{mount: m, ok: ok, sandbox: c.isPause(pids), seen: epoch}
-	if err == nil {
-		c.mounts[cgPath] = cm
-	}
+	c.mounts[cgPath] = cm
 	return cm, freshUsage{ok: ok, usage: u, err: err}, nil
 }
 

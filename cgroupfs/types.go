@@ -160,7 +160,8 @@ type FieldError struct {
 	Err   error  // wraps ErrFileRead, ErrFileParse or a fs error (fs.ErrNotExist, fs.ErrPermission)
 }
 
-func (e FieldError) Error() string { return e.Field + ": " + e.Path + ": " + e.Err.Error() }
+// Error names the field; Err already carries the path.
+func (e FieldError) Error() string { return e.Field + ": " + e.Err.Error() }
 func (e FieldError) Unwrap() error { return e.Err }
 
 // Sentinel errors, wrapped with %w and the path.

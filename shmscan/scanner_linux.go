@@ -187,7 +187,8 @@ func (s *Scanner) hostTable() (*hostTable, error) {
 // exited is skipped for the next one; when none is usable the error wraps
 // ErrNoProcess (all gone) or the last filesystem error, and m and u are zero.
 // ok is false with a nil error when the container has no /dev/shm mount.
-// A mount whose statfs hangs fails with ErrStuck, without trying other pids.
+// A mount whose statfs hangs fails with ErrStuck, without trying other pids;
+// m then names the stuck mount (ok is true) so the caller can report it.
 //
 // Device is the identity of the shm: containers of one pod that share a tmpfs
 // return the same Device (see Unique).
@@ -203,7 +204,7 @@ func (s *Scanner) ContainerShm(pids []int) (m Mount, u Usage, ok bool, err error
 			return m, u, ok, nil
 		}
 		if errors.Is(err, ErrStuck) {
-			return Mount{}, Usage{}, false, err
+			return m, Usage{}, ok, err
 		}
 		if last == nil || !isGone(err) {
 			last = err
@@ -231,6 +232,9 @@ func (s *Scanner) containerShmPid(t *hostTable, pid int) (Mount, Usage, bool, er
 			return Mount{}, Usage{}, false, nil
 		}
 		r := s.measure(e.device, s.procPath(pid, "root"), "dev/shm")
+		if errors.Is(r.err, ErrStuck) {
+			return s.mountOf(t, e), Usage{}, true, r.err
+		}
 		if r.err != nil {
 			return Mount{}, Usage{}, false, r.err
 		}
