@@ -99,6 +99,33 @@ func BenchmarkMemory(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(paths)), "ns/cgroup")
 }
 
+// ScrapePodFields and ScrapeContainerFields are what the agent's metrics need
+// (see agent.Config.ScrapeOnly): no peak, and events only for containers.
+const (
+	benchPodFields       = FieldStat | FieldLimit | FieldUsage | FieldKernel | FieldKmemLimit | FieldDying
+	benchContainerFields = benchPodFields | FieldEvents
+)
+
+// BenchmarkMemoryScrape reads what a scrape needs of every pod and
+// container cgroup of the tree (one op = one scrape of 4000 cgroups).
+func BenchmarkMemoryScrape(b *testing.B) {
+	fs, paths := setupBenchTree(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		for i, p := range paths {
+			want := benchContainerFields
+			if i%(benchContainers+1) == 0 {
+				want = benchPodFields
+			}
+			if m := fs.MemoryFields(p, want); len(m.Errors) > 0 {
+				b.Fatal(m.Errors)
+			}
+		}
+		fs.Prune()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(paths)), "ns/cgroup")
+}
+
 // BenchmarkMemoryFloor is the floor BenchmarkMemory is held to: read only
 // memory.stat, the limit and the usage of each cgroup, parse nothing.
 func BenchmarkMemoryFloor(b *testing.B) {

@@ -32,6 +32,9 @@ type FS struct {
 
 	absent [numOptional]atomic.Bool
 	kmem   kmemCache
+	// seqFiles is true when MemoryRoot is a cgroup file system, whose files
+	// are seq_files: a read shorter than the buffer returned all of it.
+	seqFiles bool
 }
 
 // NewFS detects the hierarchy from <procRoot>/self/mountinfo.
@@ -45,7 +48,7 @@ func NewFS(procRoot string) (*FS, error) {
 
 // NewFSAt is an FS on an explicit hierarchy (tests, --sysfs prefixes).
 func NewFSAt(h Hierarchy, procRoot string) *FS {
-	return &FS{Hierarchy: h, ProcRoot: procRoot}
+	return &FS{Hierarchy: h, ProcRoot: procRoot, seqFiles: isCgroupFS(h.MemoryRoot)}
 }
 
 func (fs *FS) v1() bool { return fs.Hierarchy.Mode != ModeV2 }
@@ -130,6 +133,7 @@ func (fs *FS) MemoryFields(path string, want Fields) Memory {
 		m.Errors = []FieldError{{Field: "cgroup", Path: dirPath, Err: err}}
 		return m
 	}
+	d.seq = fs.seqFiles
 	defer d.close()
 	buf := getBuf()
 	defer putBuf(buf)

@@ -15,6 +15,7 @@ import (
 type cgDir struct {
 	fd   int
 	path string
+	seq  bool // on a cgroup file system: see read
 }
 
 func openDir(path string) (cgDir, error) {
@@ -35,10 +36,11 @@ func (d cgDir) close() {
 
 // read reads the file name of d into buf. The returned slice aliases *buf.
 //
-// Every cgroup file is a seq_file, whose read returns the whole content when
-// it fits the buffer, so a short read is the end: one read(2) instead of the
-// usual read-until-0, which would cost a second syscall per file. A read
-// that fills the buffer falls back to reading to EOF.
+// Every file of a cgroup file system is a seq_file, whose read returns the
+// whole content when it fits the buffer, so there a short read is the end:
+// one read(2) instead of the usual read-until-0, which costs a second
+// syscall per file. A read that fills the buffer, and any file elsewhere
+// (test fixtures, FIFOs), is read to EOF.
 func (d cgDir) read(name fileName, buf *[]byte) ([]byte, error) {
 	fd, err := openatZ(d.fd, name.z, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW)
 	if err != nil {
@@ -50,7 +52,7 @@ func (d cgDir) read(name fileName, buf *[]byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s/%s: %w: %w", d.path, name.s, ErrFileRead, err)
 	}
-	if n < len(b) {
+	if n < len(b) && d.seq || n == 0 {
 		return b[:n], nil
 	}
 	*buf = b[:n]

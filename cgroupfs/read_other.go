@@ -14,6 +14,7 @@ import (
 type cgDir struct {
 	fd   int
 	path string
+	seq  bool // unused off Linux
 }
 
 func openDir(path string) (cgDir, error) {

@@ -131,17 +131,21 @@ func countDirsNlink(root string, errs *[]error) (uint64, error) {
 type nlinkWalk struct {
 	count uint64
 	errs  *[]error
-	bufs  [][]byte // one getdents buffer per depth
+	depth int
+	bufs  [][]byte // one getdents buffer per depth, reused
 }
 
 func (w *nlinkWalk) visit(fd int, path string, nlink uint64) {
 	if nlink == 2 {
 		return
 	}
-	depth := len(w.bufs)
-	w.bufs = append(w.bufs, make([]byte, dirBufSize))
-	defer func() { w.bufs = w.bufs[:depth] }()
-	err := forEachDirent(fd, path, w.bufs[depth], func(z []byte) {
+	if w.depth == len(w.bufs) {
+		w.bufs = append(w.bufs, make([]byte, dirBufSize))
+	}
+	buf := w.bufs[w.depth]
+	w.depth++
+	defer func() { w.depth-- }()
+	err := forEachDirent(fd, path, buf, func(z []byte) {
 		name := string(trimNUL(z))
 		var st unix.Stat_t
 		if err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
