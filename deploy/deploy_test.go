@@ -34,10 +34,10 @@ var wantCaps = []corev1.Capability{"SYS_PTRACE"}
 
 // wantHostPaths maps each host path to where the container sees it.
 var wantHostPaths = map[string]string{
-	"/sys/fs/cgroup":        "/host/sys/fs/cgroup",
-	"/proc":                 "/host/proc",
-	"/var/lib/kubelet/pods": "/host/var/lib/kubelet/pods",
-	"/var/log/pods":         "/host/var/log/pods",
+	"/sys/fs/cgroup":      "/host/sys/fs/cgroup",
+	"/proc":               "/host/proc",
+	"/var/log/pods":       "/host/var/log/pods",
+	"/var/log/containers": "/host/var/log/containers",
 }
 
 // objects is one decoded rendering.
@@ -365,10 +365,9 @@ func checkMounts(vols []corev1.Volume, mounts []corev1.VolumeMount) []string {
 		if m.MountPropagation != nil {
 			prop = *m.MountPropagation
 		}
+		// The agent reads only files and statfs's through /proc/<pid>/root,
+		// so no mount needs propagation from the host.
 		wantProp := corev1.MountPropagationNone
-		if host == "/var/lib/kubelet/pods" {
-			wantProp = corev1.MountPropagationHostToContainer
-		}
 		if prop != wantProp {
 			p = append(p, fmt.Sprintf("mount of %s propagation %s, want %s", host, prop, wantProp))
 		}

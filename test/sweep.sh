@@ -30,5 +30,5 @@ bash "$BENCH_DIR/build.sh" >/dev/null
 # from its log dir (degraded metadata; there is no API server).
 STATE_DIR=${STATE_DIR:-/tmp/benchroot-state}
 CMD="$SHMWATCH serve --web.listen-address=127.0.0.1:$PORT --cgroup-root=/benchroot \
---kubelet-root=/tmp/benchroot/kubelet --log-root=/tmp/benchroot/log/pods --log.level=warn $EXTRA_FLAGS"
+--log-root=/tmp/benchroot/log/pods --log.level=warn $EXTRA_FLAGS"
 STATE_DIR=$STATE_DIR bash "$BENCH_DIR/sweep.sh" "$NS" -- "$CMD" "http://127.0.0.1:$PORT/metrics" shmwatch

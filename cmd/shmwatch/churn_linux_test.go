@@ -60,7 +60,7 @@ func (l *churnLog) staleUIDs(sc *scrape) []string {
 func TestChurn(t *testing.T) {
 	requireBinary(t)
 	tree := podtree.New(t)
-	srv := startServe(t, serveOpts{args: []string{"--cgroup-root=" + tree.CgroupRoot, "--kubelet-root=" + tree.KubeletRoot}})
+	srv := startServe(t, serveOpts{args: []string{"--cgroup-root=" + tree.CgroupRoot}})
 	ctx := context.Background()
 
 	settle := func() *scrape {

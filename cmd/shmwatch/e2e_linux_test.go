@@ -158,7 +158,7 @@ func (p *promServer) await(t *testing.T, q string) float64 {
 func TestE2EPrometheusMatchesKernel(t *testing.T) {
 	requireBinary(t)
 	e := buildE2EPods(t)
-	srv := startServe(t, serveOpts{args: []string{"--cgroup-root=" + e.tree.CgroupRoot, "--kubelet-root=" + e.tree.KubeletRoot}})
+	srv := startServe(t, serveOpts{args: []string{"--cgroup-root=" + e.tree.CgroupRoot}})
 	prom := startPrometheus(t, srv.Addr)
 
 	// Wait until Prometheus has scraped both pods' shm.

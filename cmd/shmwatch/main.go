@@ -26,7 +26,6 @@ import (
 type nodeFlags struct {
 	hostRoot      string
 	procfs        string
-	kubeletRoot   string
 	logRoot       string
 	cgroupRoot    string
 	nodeName      string
@@ -41,9 +40,8 @@ type nodeFlags struct {
 }
 
 func (f *nodeFlags) register(app *kingpin.Application) {
-	app.Flag("host-root", "Prefix of the host's /proc, /var/lib/kubelet and /var/log/pods when running in a container (e.g. /host).").Default("").StringVar(&f.hostRoot)
+	app.Flag("host-root", "Prefix of the host's /proc and /var/log/pods when running in a container (e.g. /host). The cgroup hierarchy is found from the mount table; tmpfs mounts are classified by the shape of their host paths, so the kubelet's and the runtime's root dirs need no flag.").Default("").StringVar(&f.hostRoot)
 	app.Flag("procfs", "The host's procfs mount point (below --host-root).").Default("/proc").StringVar(&f.procfs)
-	app.Flag("kubelet-root", "The kubelet's --root-dir (below --host-root).").Default("/var/lib/kubelet").StringVar(&f.kubeletRoot)
 	app.Flag("log-root", "The kubelet's pod log directory (below --host-root), for names when the API is out of reach.").Default("/var/log/pods").StringVar(&f.logRoot)
 	app.Flag("cgroup-root", "The kubelet's --cgroup-root.").Default("/").StringVar(&f.cgroupRoot)
 	app.Flag("node-name", "This node's name in the API (default: the lowercased hostname, as the kubelet's).").Envar("NODE_NAME").Default(defaultNodeName()).StringVar(&f.nodeName)
@@ -61,7 +59,7 @@ func (f *nodeFlags) path(p string) string { return filepath.Join("/", f.hostRoot
 
 // openNode builds the readers and the collector. The caller stops the
 // metadata informer by cancelling ctx.
-func (f *nodeFlags) openNode(ctx context.Context, log *zap.Logger) (*agent.Collector, podmeta.Provider, error) {
+func (f *nodeFlags) openNode(ctx context.Context, log *zap.Logger, reads agent.Config) (*agent.Collector, podmeta.Provider, error) {
 	procRoot := f.path(f.procfs)
 	cg, err := cgroupfs.NewFS(procRoot)
 	if err != nil {
@@ -77,9 +75,9 @@ func (f *nodeFlags) openNode(ctx context.Context, log *zap.Logger) (*agent.Colle
 			return nil, nil, fmt.Errorf("start pod metadata: %w", err)
 		}
 	}
-	col := agent.NewCollector(agent.Config{
-		NodeName: f.nodeName, CgroupRoot: f.cgroupRoot, AllCgroups: f.allCgroups, OrphanGrace: f.orphanGrace,
-	}, cg, scanner, meta, log)
+	cfg := reads
+	cfg.NodeName, cfg.CgroupRoot, cfg.AllCgroups, cfg.OrphanGrace = f.nodeName, f.cgroupRoot, f.allCgroups, f.orphanGrace
+	col := agent.NewCollector(cfg, cg, scanner, meta, log)
 	return col, meta, nil
 }
 

@@ -30,7 +30,7 @@ func newScanCmd(app *kingpin.Application, f *nodeFlags) *scanCmd {
 func (s *scanCmd) run(log *zap.Logger) int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	col, meta, err := s.flags.openNode(ctx, log)
+	col, meta, err := s.flags.openNode(ctx, log, agent.Config{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "shmwatch scan:", err)
 		return 1
@@ -71,7 +71,7 @@ func newAuditCmd(app *kingpin.Application, f *nodeFlags) *auditCmd {
 func (a *auditCmd) run(log *zap.Logger) int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	col, meta, err := a.flags.openNode(ctx, log)
+	col, meta, err := a.flags.openNode(ctx, log, agent.Config{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "shmwatch audit:", err)
 		return 3

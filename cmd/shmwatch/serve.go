@@ -49,7 +49,9 @@ func newServeCmd(app *kingpin.Application, f *nodeFlags) *serveCmd {
 func (s *serveCmd) run(log *zap.Logger) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	col, _, err := s.flags.openNode(ctx, log)
+	// Metrics export neither peak memory nor, by default, sandbox cgroups:
+	// the agent does not read them (scan and audit do).
+	col, _, err := s.flags.openNode(ctx, log, agent.Config{SkipPeak: true, SkipSandboxMemory: !s.sandbox})
 	if err != nil {
 		log.Error("cannot start", zap.Error(err))
 		return 1

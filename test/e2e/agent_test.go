@@ -224,7 +224,7 @@ type scanContainer struct {
 // sharedFlags are the DaemonSet container's flags that say where the host is (--host-root
 // and the like); `scan` and `audit` exec'd in the pod need the same ones as `serve`.
 func sharedFlags(agent *corev1.Pod) []string {
-	prefixes := []string{"--host-root", "--procfs", "--sysfs", "--kubelet-root", "--log-root",
+	prefixes := []string{"--host-root", "--procfs", "--log-root",
 		"--cgroup-root", "--kubeconfig", "--all-cgroups", "--statfs-timeout", "--node-name", "--host-pid",
 		"--orphan-grace", "--metadata-wait"}
 	var out []string

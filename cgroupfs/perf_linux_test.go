@@ -1,0 +1,142 @@
+package cgroupfs
+
+import (
+	"fmt"
+	"os"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// TestRealKernelNlinkCount proves the nlink shortcut of the v1 live count:
+// on a real cgroup tree with leaves, nested children and a deep chain,
+// countDirsNlink equals both a plain full walk and the number of
+// directories made.
+func TestRealKernelNlinkCount(t *testing.T) {
+	fs := realFS(t)
+	tr := newTestTree(t, fs)
+	mk := tr.mkdir
+	for i := range 20 {
+		pod := fmt.Sprintf("%s/kubepods/burstable/pod%d", tr.root, i)
+		mk(pod)
+		for c := range i % 4 { // 0 to 3 containers: leaves and an empty pod
+			mk(fmt.Sprintf("%s/c%d", pod, c))
+		}
+	}
+	mk(tr.root + "/kubepods/besteffort")
+	mk(tr.root + "/deep/a/b/c/d") // a chain: every level has nlink 3
+	mk(tr.root + "/deep/a/b2")    // a sibling inside the chain
+
+	// Count on the test tree alone, so concurrent cgroups elsewhere on the
+	// host cannot make the two counts differ.
+	sub := NewFSAt(Hierarchy{Mode: ModeV1, MemoryRoot: fs.abs(tr.root)}, "/proc")
+	if !isCgroupFS(sub.Hierarchy.MemoryRoot) {
+		t.Fatalf("%s is not on a cgroup file system", sub.Hierarchy.MemoryRoot)
+	}
+	var walkErrs []error
+	plain := uint64(0)
+	if err := sub.walk(func(string, string, []os.DirEntry) { plain++ }, &walkErrs); err != nil || len(walkErrs) > 0 {
+		t.Fatal(err, walkErrs)
+	}
+	var errs []error
+	fast, err := countDirsNlink(sub.Hierarchy.MemoryRoot, &errs)
+	if err != nil || len(errs) > 0 {
+		t.Fatal(err, errs)
+	}
+	want := uint64(len(tr.dirs) - 1) // every dir made below the root
+	if diff := cmp.Diff([]uint64{want, want}, []uint64{plain, fast}); diff != "" {
+		t.Fatalf("dirs below %s (-want +got [plain walk, nlink count]):\n%s", tr.root, diff)
+	}
+	t.Logf("%d cgroup dirs below the test root: plain walk %d, nlink count %d", want, plain, fast)
+
+	// Node uses the nlink count on the whole hierarchy; it must agree with
+	// the plain walk there too, up to cgroups others make meanwhile.
+	for try := 0; ; try++ {
+		var errs1, errs2 []error
+		before, _ := countDirsNlink(fs.Hierarchy.MemoryRoot, &errs1)
+		all := uint64(0)
+		_ = fs.walk(func(string, string, []os.DirEntry) { all++ }, &errs2)
+		after, _ := countDirsNlink(fs.Hierarchy.MemoryRoot, &errs1)
+		if before == all && all == after {
+			t.Logf("whole hierarchy: %d dirs by both counts", all)
+			break
+		}
+		if try == 20 {
+			t.Fatalf("whole hierarchy: nlink count %d/%d, plain walk %d", before, after, all)
+		}
+	}
+}
+
+// TestRealKernelKmemLimitCache proves the v1 kmem limit is read once per
+// cgroup lifetime: a second read comes from the cache, a cgroup removed and
+// made again under the same path (new inode) is read afresh, and Prune
+// forgets cgroups no longer read. The reported value always equals the
+// kernel's file.
+func TestRealKernelKmemLimitCache(t *testing.T) {
+	fs := realFS(t)
+	if !fs.v1() {
+		t.Skip("v1 only: v2 has no kmem limit")
+	}
+	tr := newTestTree(t, fs)
+	cg := tr.root + "/pod"
+	tr.mkdir(cg)
+	kernel := func() *uint64 {
+		data, err := ReadFile(fs.abs(cg) + "/memory.kmem.limit_in_bytes")
+		if err != nil {
+			t.Skipf("no kmem limit file on this kernel: %v", err)
+		}
+		v, unlimited, err := ParseLimit(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if unlimited {
+			return nil
+		}
+		return &v
+	}
+	entry := func() (kmemEntry, bool) {
+		fs.kmem.mu.Lock()
+		defer fs.kmem.mu.Unlock()
+		e, ok := fs.kmem.entries[fs.abs(cg)]
+		return e, ok
+	}
+	read := func() Memory {
+		m := fs.MemoryFields(cg, FieldKmemLimit)
+		if len(m.Errors) > 0 {
+			t.Fatal(m.Errors)
+		}
+		if diff := cmp.Diff(kernel(), m.KmemLimit); diff != "" {
+			t.Fatalf("KmemLimit (-kernel +got):\n%s", diff)
+		}
+		return m
+	}
+	read()
+	first, ok := entry()
+	if !ok {
+		t.Fatal("kmem limit not cached after the first read")
+	}
+	read()
+	if again, _ := entry(); again != first {
+		t.Fatalf("cache entry changed on a plain re-read: %+v -> %+v", first, again)
+	}
+	if err := os.Remove(fs.abs(cg)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(fs.abs(cg), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	read()
+	recreated, _ := entry()
+	if recreated.ino == first.ino {
+		t.Fatalf("a cgroup made again under %s kept the old inode %d: cache cannot tell them apart", cg, first.ino)
+	}
+	fs.Prune() // read in this pass: kept
+	if _, ok := entry(); !ok {
+		t.Fatal("Prune dropped a cgroup read in this pass")
+	}
+	fs.Prune() // not read since: dropped
+	if _, ok := entry(); ok {
+		t.Fatal("Prune kept a cgroup not read since the previous Prune")
+	}
+	t.Logf("kmem limit %v, cached by inode %d, then %d once made again", ptrVal(kernel()), first.ino, recreated.ino)
+}
