@@ -271,7 +271,27 @@ func (c *Collector) readPod(col *collection, cp *cgroupfs.Pod) (Pod, bool) {
 	if cp.UID == "" { // --all-cgroups: the unit is the container itself
 		p.Name = shortID(cp.Containers[0].ID)
 	}
+	uniqueContainerNames(p.Containers)
 	return p, true
+}
+
+// uniqueContainerNames keeps the container label unique within a pod: a
+// restarted container's old cgroup can outlive its replacement's start
+// under the same name, and two ids can share a 12-character prefix. A
+// repeated name gets the id appended, so no two series collide.
+func uniqueContainerNames(ctrs []Container) {
+	seen := make(map[string]bool, len(ctrs))
+	for i := range ctrs {
+		name := ctrs[i].Name
+		if seen[name] {
+			name = ctrs[i].Name + "-" + ctrs[i].ID
+			if ctrs[i].Name == shortID(ctrs[i].ID) {
+				name = ctrs[i].ID
+			}
+		}
+		seen[name] = true
+		ctrs[i].Name = name
+	}
 }
 
 func (col *collection) noteKmem(path string, m cgroupfs.Memory) {
