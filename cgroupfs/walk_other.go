@@ -2,22 +2,14 @@
 
 package cgroupfs
 
-import (
-	"fmt"
-	"os"
-)
+import "fmt"
 
 // listDirs returns the names of the subdirectories of dir, never following
 // symlinks (the entry type comes from the directory, not stat).
 func listDirs(dir string) ([]string, error) {
-	f, err := os.Open(dir)
+	entries, err := readDirEntries(dir)
 	if err != nil {
 		return nil, err
-	}
-	defer f.Close()
-	entries, err := f.ReadDir(-1)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrFileRead, dir, err)
 	}
 	var out []string
 	for _, e := range entries {
