@@ -5,7 +5,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X github.com/shmwatch/shmwatch/agent.Version=$(VERSION)
 FUZZTIME  ?= 10s
 
-.PHONY: all build run audit test unit fuzz fuzz-long vm lint rules manifests e2e bench sweep soak vulncheck clean
+.PHONY: all build run audit test unit fuzz fuzz-long vm lint rules manifests e2e bench sweep soak load vulncheck clean
 
 all: build
 
@@ -60,6 +60,9 @@ sweep: build
 
 soak: build
 	bash test/soak.sh
+
+load:
+	bash test/load.sh
 
 vulncheck:
 	$(GO) run golang.org/x/vuln/cmd/govulncheck@latest ./...
