@@ -389,10 +389,22 @@ func (c *Collector) accountErrors(col *collection) {
 	for i := range col.snap.Pods {
 		for _, e := range col.snap.Pods[i].readErrs {
 			col.snap.ReadErrors[e.field]++
-			c.logOnce("field:"+e.field+":"+errKind(e.err), "cannot read (logged once per field and kind of error)",
-				zap.String("field", e.field), zap.String("path", e.path), zap.Error(e.err))
+			kind := errKind(e.err)
+			fields := []zap.Field{zap.String("field", e.field), zap.String("path", e.path), zap.Error(e.err)}
+			if kind == "permission" {
+				fields = append(fields, zap.String("hint", permissionHint(e.field)))
+			}
+			c.logOnce("field:"+e.field+":"+kind, "cannot read (logged once per field and kind of error)", fields...)
 		}
 	}
+}
+
+// permissionHint says which privilege a denied read needs (docs/security.md).
+func permissionHint(field string) string {
+	if field == "shm" || field == "statfs" {
+		return "reaching a container's mount namespace and root needs CAP_SYS_PTRACE"
+	}
+	return "cgroup and /proc files not readable: run as root (uid 0), or add CAP_DAC_READ_SEARCH"
 }
 
 func errKind(err error) string {

@@ -127,3 +127,56 @@ func TestFaultHungMount(t *testing.T) {
 		t.Fatal("shmwatch died")
 	}
 }
+
+// Without CAP_SYS_PTRACE the agent cannot reach a container's mount
+// namespace (/proc/<pid>/ns/mnt, /proc/<pid>/root): the DaemonSet keeps that
+// one capability for it. Here it is dropped: the pod and its memory are
+// still reported, its shm series are absent (not 0), and the failure is a
+// metric and one log line naming the permission error.
+func TestFaultNoSysPtrace(t *testing.T) {
+	requireBinary(t)
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Skip("fault test: needs setpriv (util-linux) to drop CAP_SYS_PTRACE")
+	}
+	tree := podtree.New(t)
+	p := tree.MustAddPod(podtree.Burstable)
+	shm, err := p.RuntimeShm(podtree.RandomHex(32), 8*mib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Start(shm, mib); err != nil {
+		t.Fatal(err)
+	}
+	prefix := []string{"setpriv", "--inh-caps=-all", "--bounding-set=-sys_ptrace", "--"}
+	srv := startServe(t, serveOpts{prefix: prefix, args: []string{"--cgroup-root=" + tree.CgroupRoot}})
+	var sc *scrape
+	for i := 0; i < 3; i++ {
+		if sc, err = srv.Scrape(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pod := map[string]string{"uid": p.UID}
+	if v, ok := sc.value("shmwatch_pod_memory_shmem_bytes", pod); !ok || v != mib {
+		t.Errorf("pod shmem = %v (present %v), want %d: cgroup files need no ptrace", v, ok, mib)
+	}
+	if v, ok := sc.value("shmwatch_shm_size_bytes", pod); ok {
+		t.Errorf("shm size = %v without CAP_SYS_PTRACE: want the series absent, not a number", v)
+	}
+	errs, ok := sc.value("shmwatch_read_errors_total", map[string]string{"field": "shm"})
+	if !ok || errs < 1 {
+		t.Errorf(`shmwatch_read_errors_total{field="shm"} = %v (present %v), want >= 1`, errs, ok)
+	}
+	var lines []string
+	for _, l := range strings.Split(srv.Stderr.String(), "\n") {
+		if strings.Contains(l, `"level":"warn"`) && strings.Contains(l, "permission denied") {
+			lines = append(lines, l)
+			if !strings.Contains(l, "CAP_SYS_PTRACE") {
+				t.Errorf("the log line does not say which capability is missing: %s", l)
+			}
+		}
+	}
+	t.Logf("without CAP_SYS_PTRACE: read_errors_total{field=shm}=%v after 3 scrapes, %d log line(s): %s", errs, len(lines), strings.Join(lines, " | "))
+	if len(lines) != 1 {
+		t.Errorf("want exactly one permission warning, got %d", len(lines))
+	}
+}
