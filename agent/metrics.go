@@ -89,7 +89,7 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 	defer cancel()
 	snap, err := e.collector.Collect(ctx)
 	if err != nil {
-		ch <- prometheus.MustNewConstMetric(collectorSuccess, prometheus.GaugeValue, 0, "cgroup")
+		failedCollection{}.Collect(ch)
 		return
 	}
 	writeMetrics(ch, snap, e.withSandbox)

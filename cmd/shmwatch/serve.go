@@ -82,14 +82,11 @@ func (s *serveCmd) run(log *zap.Logger) int {
 }
 
 func (s *serveCmd) mux(col *agent.Collector, ready *atomic.Bool, log *zap.Logger) *http.ServeMux {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		agent.NewExporter(col, s.scrapeTimeout, s.sandbox),
-	)
+	base := prometheus.NewRegistry()
+	base.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	exporter := agent.NewExporter(col, s.scrapeTimeout, s.sandbox)
 	mux := http.NewServeMux()
-	mux.Handle(s.telemetryPath, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+	mux.Handle(s.telemetryPath, exporter.Handler(base, promhttp.HandlerOpts{
 		ErrorHandling: promhttp.ContinueOnError,
 		ErrorLog:      zap.NewStdLog(log),
 	}))
