@@ -284,7 +284,7 @@ func checkDaemonSet(ds *appsv1.DaemonSet) []string {
 		}
 	}
 	wantRes := map[string]resource.Quantity{
-		"requests.cpu": resource.MustParse("20m"), "requests.memory": resource.MustParse("32Mi"), "limits.memory": resource.MustParse("64Mi")}
+		"requests.cpu": resource.MustParse("20m"), "requests.memory": resource.MustParse("48Mi"), "limits.memory": resource.MustParse("128Mi")}
 	gotRes := map[string]resource.Quantity{
 		"requests.cpu": c.Resources.Requests[corev1.ResourceCPU], "requests.memory": c.Resources.Requests[corev1.ResourceMemory],
 		"limits.memory": c.Resources.Limits[corev1.ResourceMemory]}
