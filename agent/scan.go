@@ -38,6 +38,9 @@ func WriteTable(w io.Writer, s *Snapshot, containers bool) error {
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write scan table: %w", err)
 	}
+	if len(s.Pods) == 0 {
+		fmt.Fprintln(w, "no pod cgroups found (check --cgroup-root; on a host without Kubernetes use --all-cgroups)")
+	}
 	for _, o := range s.Orphans {
 		fmt.Fprintf(w, "orphaned pod cgroup %s (uid %s), %s old\n", o.Cgroup, o.UID, humanSeconds(o.Age))
 	}
