@@ -85,7 +85,7 @@ type cachedMount struct {
 // NewCollector returns a Collector over the given readers. meta may be nil.
 func NewCollector(cfg Config, cg *cgroupfs.FS, shm *shmscan.Scanner, meta podmeta.Provider, log *zap.Logger) *Collector {
 	if cfg.OrphanGrace == 0 {
-		cfg.OrphanGrace = 2 * time.Minute
+		cfg.OrphanGrace = time.Minute
 	}
 	if cfg.CgroupRoot == "" {
 		cfg.CgroupRoot = "/"
