@@ -9,6 +9,6 @@ if [ -n "$unformatted" ]; then
   echo "gofmt would change:"; echo "$unformatted"; exit 1
 fi
 go vet ./...
-go vet -tags e2e ./test/e2e/ 2>/dev/null || go vet -tags e2e ./test/e2e/
+go vet -tags e2e ./test/e2e/
 go run "honnef.co/go/tools/cmd/staticcheck@${STATICCHECK_VERSION}" ./...
 echo "lint: gofmt, go vet, staticcheck ${STATICCHECK_VERSION} clean"
