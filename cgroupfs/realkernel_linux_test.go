@@ -353,6 +353,30 @@ func pollNode(fs *FS, cond func(Node) bool) (Node, bool) {
 	}
 }
 
+// settledNode waits until the node's dying memcg count holds still for a
+// second: the kernel frees dying memcgs asynchronously, in batches, so a
+// count taken while an earlier workload's cgroups are being reclaimed
+// (another test, a cluster that just started) moves under the test.
+func settledNode(t *testing.T, fs *FS) Node {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	prev, same := fs.Node(), 0
+	for same < 4 && time.Now().Before(deadline) {
+		time.Sleep(250 * time.Millisecond)
+		n := fs.Node()
+		if n.DyingMemcgs != nil && prev.DyingMemcgs != nil && *n.DyingMemcgs == *prev.DyingMemcgs {
+			same++
+		} else {
+			same = 0
+		}
+		prev = n
+	}
+	if same < 4 {
+		t.Logf("dying memcg count still moving after 30 s (now %s)", ptrVal(prev.DyingMemcgs))
+	}
+	return prev
+}
+
 func ptrVal(p *uint64) string {
 	if p == nil {
 		return "nil"
@@ -431,7 +455,7 @@ func TestRealKernelPodTree(t *testing.T) {
 	}
 
 	// A removed container cgroup whose tmpfs pages are still charged is a dying memcg.
-	before := fs.Node()
+	before := settledNode(t, fs)
 	if before.DyingMemcgs == nil || before.LiveMemcgs == nil {
 		t.Fatalf("Node() = %+v", before)
 	}
