@@ -36,8 +36,10 @@ type sharedGatherer struct {
 
 	mu       sync.Mutex
 	inFlight int
-	snap     *Snapshot
-	families []*dto.MetricFamily
+	// families holds the gathered families of every snapshot a scrape in
+	// flight uses: usually one, more when a new collection started while
+	// older scrapes were still being answered.
+	families map[*Snapshot][]*dto.MetricFamily
 	builds   int // family sets built, for tests
 }
 
@@ -51,7 +53,7 @@ func (g *sharedGatherer) end() {
 	g.mu.Lock()
 	g.inFlight--
 	if g.inFlight == 0 {
-		g.snap, g.families = nil, nil
+		g.families = nil
 	}
 	g.mu.Unlock()
 }
@@ -81,13 +83,16 @@ func (g *sharedGatherer) snapshotFamilies() ([]*dto.MetricFamily, error) {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.snap == snap {
-		return g.families, nil
+	if fams, ok := g.families[snap]; ok {
+		return fams, nil
 	}
 	fams, err := gatherOnce(snapshotMetrics{snap: snap, withSandbox: e.withSandbox})
 	g.builds++
-	if err == nil {
-		g.snap, g.families = snap, fams
+	if err == nil && g.inFlight > 0 {
+		if g.families == nil {
+			g.families = map[*Snapshot][]*dto.MetricFamily{}
+		}
+		g.families[snap] = fams
 	}
 	return fams, err
 }
