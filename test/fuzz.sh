@@ -10,7 +10,17 @@ GO=${GO:-go}
 command -v "$GO" >/dev/null || { echo "fuzz.sh: $GO not found" >&2; exit 1; }
 
 ran=0
+raced=0
 failed=()
+
+# deadline_race says whether a failed fuzz run is only the coordinator's
+# deadline race: it fuzzed (execs > 0), failed with "context deadline
+# exceeded", and wrote no failing input, printed no panic and no t.Error.
+deadline_race() {
+  grep -q 'context deadline exceeded' "$1" &&
+    ! grep -qE 'Failing input written|panic:|_test\.go:[0-9]+:' "$1" &&
+    grep -qE 'execs: [1-9]' "$1"
+}
 for pkg in $("$GO" list ./...); do
   dir=$("$GO" list -f '{{.Dir}}' "$pkg")
   # Only packages with test files can have fuzz targets.
@@ -18,12 +28,20 @@ for pkg in $("$GO" list ./...); do
   targets=$("$GO" test -list '^Fuzz' "$pkg" | grep '^Fuzz' || true)
   for name in $targets; do
     echo "fuzz.sh: $pkg $name for $FUZZTIME"
-    if "$GO" test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" "$pkg"; then
+    out=$(mktemp)
+    if "$GO" test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" "$pkg" 2>&1 | tee "$out"; then
       ran=$((ran + 1))
+    elif deadline_race "$out"; then
+      # golang/go#75804 (fixed in Go 1.27): with a duration -fuzztime the
+      # coordinator can report its own stop as "context deadline exceeded".
+      # A real finding always writes a reproducer; this wrote none.
+      echo "fuzz.sh: $pkg $name: Go fuzz coordinator deadline race (golang/go#75804), no failing input: not a finding"
+      ran=$((ran + 1)); raced=$((raced + 1))
     else
       failed+=("$pkg.$name")
     fi
+    rm -f "$out"
   done
 done
-echo "fuzz.sh: $ran targets passed, ${#failed[@]} failed ${failed[*]:-}"
+echo "fuzz.sh: $ran targets passed ($raced of them ended in the coordinator's deadline race), ${#failed[@]} failed ${failed[*]:-}"
 [ ${#failed[@]} -eq 0 ]
