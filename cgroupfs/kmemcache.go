@@ -55,12 +55,6 @@ func (c *kmemCache) prune() {
 	c.gen++
 }
 
-func (c *kmemCache) len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.entries)
-}
-
 // Prune forgets what FS cached about cgroups that were not read since the
 // previous Prune (today: v1 kmem limits). Call it once per pass over the
 // cgroups, so the cache holds only cgroups that still exist.

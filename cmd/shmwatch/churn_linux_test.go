@@ -146,9 +146,9 @@ loop:
 		t.Fatalf("scrape during churn: %v", scrapeErr)
 	}
 
-	after := settle()
+	settle()
 	time.Sleep(500 * time.Millisecond)
-	after = settle()
+	after := settle()
 	fdsAfter, err := fdCount(srv.Pid())
 	if err != nil {
 		t.Fatalf("shmwatch gone after churn: %v; stderr %s", err, tail(srv.Stderr.String(), 2000))

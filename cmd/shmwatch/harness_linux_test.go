@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,7 +33,10 @@ func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "shmwatch-bin-")
 	if err == nil {
 		binPath = filepath.Join(dir, "shmwatch")
-		goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
+		goTool, lerr := exec.LookPath("go")
+		if lerr != nil {
+			goTool = "/usr/local/go/bin/go"
+		}
 		cmd := exec.Command(goTool, "build", "-o", binPath, ".")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, berr := cmd.CombinedOutput(); berr != nil {
