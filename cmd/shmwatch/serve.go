@@ -23,8 +23,9 @@ import (
 	"github.com/shmwatch/shmwatch/agent"
 )
 
-// defaultListen is shmwatch's port, next to the exporters on Prometheus'
-// default port allocations page, which does not list 9850.
+// defaultListen is shmwatch's port, in the exporters' 9xxx range. The
+// Prometheus default port allocations page could not be consulted when it was
+// chosen (no network); it is a flag, and the manifests name it once.
 const defaultListen = ":9850"
 
 type serveCmd struct {
