@@ -93,7 +93,7 @@ func kernelFinding(s *Snapshot) Finding {
 	n := s.Node
 	f := Finding{Check: "kernel", Severity: SeverityOK,
 		Message: fmt.Sprintf("kernel %s, cgroup %s, kmem accounting %s", n.Kernel, n.CgroupMode, n.KmemAccounting)}
-	if n.Kernel != "" && !kernelAtLeast(n.Kernel, 4, 6) && n.KmemAccounting == "on" {
+	if oldKernel(n.Kernel, 4, 6) && n.KmemAccounting == "on" {
 		f.Severity = SeverityCritical
 		f.Action = "kernels before 4.6 with kmem accounting leak memory cgroups: upgrade the kernel, or boot with cgroup.memory=nokmem and use a runc/kubelet built with nokmem"
 	}
@@ -151,7 +151,7 @@ func kmemLimitFinding(s *Snapshot) Finding {
 	f := Finding{Check: "kmem-limits", Severity: SeverityOK, Message: fmt.Sprintf("%d pod or container cgroups have a kmem limit set", n.KmemLimitedCgroups)}
 	if n.KmemLimitedCgroups > 0 {
 		f.Severity = SeverityWarning
-		if !kernelAtLeast(n.Kernel, 4, 6) {
+		if oldKernel(n.Kernel, 4, 6) {
 			f.Severity = SeverityCritical
 		}
 		f.Action = "a runc or kubelet built without nokmem sets memory.kmem.limit_in_bytes: rebuild them with the nokmem tag, or boot with cgroup.memory=nokmem"

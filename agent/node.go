@@ -3,10 +3,10 @@ package agent
 import (
 	"bytes"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
+
+	"github.com/shmwatch/shmwatch/cgroupfs"
 )
 
 // collectNode reads the node's memcg leak signals and finds orphaned pod
@@ -40,25 +40,24 @@ func kmemAccounting(nokmem bool, release string, kmemLimited int) string {
 	switch {
 	case nokmem:
 		return "nokmem"
-	case kernelAtLeast(release, 4, 6) || kmemLimited > 0:
+	case newKernel(release, 4, 6) || kmemLimited > 0:
 		return "on"
 	default:
 		return "off"
 	}
 }
 
-// kernelAtLeast compares a release like "6.1.0-56-cloud-amd64" with major.minor.
-func kernelAtLeast(release string, major, minor int) bool {
-	parts := strings.SplitN(release, ".", 3)
-	if len(parts) < 2 {
-		return false
-	}
-	maj, err1 := strconv.Atoi(parts[0])
-	min, err2 := strconv.Atoi(strings.TrimFunc(parts[1], func(r rune) bool { return r < '0' || r > '9' }))
-	if err1 != nil || err2 != nil {
-		return false
-	}
-	return maj > major || maj == major && min >= minor
+// oldKernel says whether a release is known to be older than major.minor;
+// a release that does not parse is never judged old.
+func oldKernel(release string, major, minor int) bool {
+	atLeast, ok := cgroupfs.KernelAtLeast(release, major, minor)
+	return ok && !atLeast
+}
+
+// newKernel says whether a release is known to be major.minor or newer.
+func newKernel(release string, major, minor int) bool {
+	atLeast, ok := cgroupfs.KernelAtLeast(release, major, minor)
+	return ok && atLeast
 }
 
 // findOrphans marks pod cgroups that no pod on this node owns. Only an
@@ -93,7 +92,7 @@ func (c *Collector) isPause(pids []int) bool {
 	if len(pids) != 1 {
 		return false
 	}
-	b, err := os.ReadFile(filepath.Join(c.fs.ProcRoot, strconv.Itoa(pids[0]), "comm"))
+	b, err := cgroupfs.ReadFile(filepath.Join(c.fs.ProcRoot, strconv.Itoa(pids[0]), "comm"))
 	return err == nil && string(bytes.TrimSpace(b)) == "pause"
 }
 

@@ -123,12 +123,18 @@ func (fs *FS) nodeV1(n *Node) {
 // idHeadroom sets MemcgIDHeadroom on kernels < 4.7, whose memcg ids
 // (max 65535) stay taken until a dying memcg is freed.
 func (fs *FS) idHeadroom(n *Node, numCgroups uint64) {
-	major, minor, ok := kernelVersion(n.KernelRelease)
-	if !ok || major > 4 || major == 4 && minor >= 7 {
+	if recycles, ok := KernelAtLeast(n.KernelRelease, 4, 7); !ok || recycles {
 		return
 	}
 	h := int64(memcgIDMax) - int64(numCgroups)
 	n.MemcgIDHeadroom = &h
+}
+
+// KernelAtLeast says whether a kernel release like "3.10.0-1160.el7.x86_64"
+// is at least major.minor; ok is false when the release does not parse.
+func KernelAtLeast(release string, major, minor int) (atLeast, ok bool) {
+	maj, min, ok := kernelVersion(release)
+	return ok && (maj > major || maj == major && min >= minor), ok
 }
 
 // kernelVersion parses "major.minor" from a release like 3.10.0-1160.el7.x86_64.
