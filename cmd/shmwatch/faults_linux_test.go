@@ -12,25 +12,22 @@ import (
 	"github.com/shmwatch/shmwatch/internal/podtree"
 )
 
-// dropDAC runs a command as root without CAP_DAC_OVERRIDE and
-// CAP_DAC_READ_SEARCH, so file modes apply to it: chmod 000 on a cgroup file
-// then denies it, as a least-privilege DaemonSet would be denied.
-func dropDAC(t *testing.T) []string {
+// withoutCaps is a command prefix that runs the agent as root without the
+// given capabilities (setpriv's names, e.g. "dac_override,dac_read_search"),
+// as a least-privilege DaemonSet that lacks them would run.
+func withoutCaps(t *testing.T, caps string) []string {
 	t.Helper()
 	if _, err := exec.LookPath("setpriv"); err != nil {
-		t.Skip("fault test: needs setpriv (util-linux) to drop CAP_DAC_OVERRIDE")
+		t.Skip("fault test: needs setpriv (util-linux) to drop " + caps)
 	}
-	return []string{"setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search", "--"}
+	drop := "-" + strings.ReplaceAll(caps, ",", ",-")
+	return []string{"setpriv", "--inh-caps=-all", "--bounding-set=" + drop, "--"}
 }
 
-// A container's memory.stat the agent may not read: the pod and the
-// container are still reported, the fields from memory.stat are absent (not
-// 0), shmwatch_read_errors_total{field="memory.stat"} counts it, and the
-// log says so once, not once per scrape.
-func TestFaultPermissionDenied(t *testing.T) {
-	requireBinary(t)
-	prefix := dropDAC(t)
-	tree := podtree.New(t)
+// runtimeShmPod adds a Burstable pod with an 8 MiB runtime-style shm and one
+// container that has written 1 MiB into it.
+func runtimeShmPod(t *testing.T, tree *podtree.Tree) (*podtree.Pod, *podtree.Container) {
+	t.Helper()
 	p := tree.MustAddPod(podtree.Burstable)
 	shm, err := p.RuntimeShm(podtree.RandomHex(32), 8*mib)
 	if err != nil {
@@ -40,18 +37,37 @@ func TestFaultPermissionDenied(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return p, c
+}
+
+// scrapeTimes scrapes n times and returns the last scrape.
+func (s *server) scrapeTimes(t *testing.T, n int) *scrape {
+	t.Helper()
+	var sc *scrape
+	for i := 0; i < n; i++ {
+		var err error
+		if sc, err = s.Scrape(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return sc
+}
+
+// A container's memory.stat the agent may not read: the pod and the
+// container are still reported, the fields from memory.stat are absent (not
+// 0), shmwatch_read_errors_total{field="memory.stat"} counts it, and the
+// log says so once, not once per scrape.
+func TestFaultPermissionDenied(t *testing.T) {
+	requireBinary(t)
+	prefix := withoutCaps(t, "dac_override,dac_read_search")
+	tree := podtree.New(t)
+	p, c := runtimeShmPod(t, tree)
 	denied := filepath.Join(c.Dir, "memory.stat")
 	if err := os.Chmod(denied, 0); err != nil {
 		t.Fatal(err)
 	}
 	srv := startServe(t, serveOpts{prefix: prefix, args: []string{"--cgroup-root=" + tree.CgroupRoot}})
-
-	var sc *scrape
-	for i := 0; i < 3; i++ {
-		if sc, err = srv.Scrape(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-	}
+	sc := srv.scrapeTimes(t, 3)
 	pod := map[string]string{"uid": p.UID}
 	ctr := map[string]string{"uid": p.UID, "container": c.ID[:12]}
 	if _, ok := sc.value("shmwatch_pod_info", pod); !ok {
@@ -135,26 +151,11 @@ func TestFaultHungMount(t *testing.T) {
 // metric and one log line naming the permission error.
 func TestFaultNoSysPtrace(t *testing.T) {
 	requireBinary(t)
-	if _, err := exec.LookPath("setpriv"); err != nil {
-		t.Skip("fault test: needs setpriv (util-linux) to drop CAP_SYS_PTRACE")
-	}
+	prefix := withoutCaps(t, "sys_ptrace")
 	tree := podtree.New(t)
-	p := tree.MustAddPod(podtree.Burstable)
-	shm, err := p.RuntimeShm(podtree.RandomHex(32), 8*mib)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p.Start(shm, mib); err != nil {
-		t.Fatal(err)
-	}
-	prefix := []string{"setpriv", "--inh-caps=-all", "--bounding-set=-sys_ptrace", "--"}
+	p, _ := runtimeShmPod(t, tree)
 	srv := startServe(t, serveOpts{prefix: prefix, args: []string{"--cgroup-root=" + tree.CgroupRoot}})
-	var sc *scrape
-	for i := 0; i < 3; i++ {
-		if sc, err = srv.Scrape(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-	}
+	sc := srv.scrapeTimes(t, 3)
 	pod := map[string]string{"uid": p.UID}
 	if v, ok := sc.value("shmwatch_pod_memory_shmem_bytes", pod); !ok || v != mib {
 		t.Errorf("pod shmem = %v (present %v), want %d: cgroup files need no ptrace", v, ok, mib)

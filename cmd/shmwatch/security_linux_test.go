@@ -129,14 +129,7 @@ func TestSecurityNoWritesToSysProc(t *testing.T) {
 		t.Skip("needs strace (apt-get install -y strace)")
 	}
 	tree := podtree.New(t)
-	p := tree.MustAddPod(podtree.Burstable)
-	shm, err := p.RuntimeShm(podtree.RandomHex(32), 8*mib)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p.Start(shm, mib); err != nil {
-		t.Fatal(err)
-	}
+	p, _ := runtimeShmPod(t, tree)
 	trace := filepath.Join(t.TempDir(), "trace")
 	cmd := exec.Command(strace, "-f", "-y", "-qq", "-s", "256", "-o", trace,
 		"-e", "trace=openat,openat2,open,creat,mkdir,mkdirat,unlink,unlinkat,rename,renameat,renameat2,write",
