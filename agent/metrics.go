@@ -169,7 +169,9 @@ func writeNode(ch chan<- prometheus.Metric, s *Snapshot) {
 		ch <- prometheus.MustNewConstMetric(nodeKmemLimited, prometheus.GaugeValue, float64(n.KmemLimitedCgroups))
 	}
 	ch <- prometheus.MustNewConstMetric(nodeKernelInfo, prometheus.GaugeValue, 1, n.Kernel, n.CgroupMode, n.KmemAccounting)
-	ch <- prometheus.MustNewConstMetric(orphanedPods, prometheus.GaugeValue, float64(len(s.Orphans)))
+	if s.OrphansChecked { // without an authoritative pod list the count is unknown, not 0
+		ch <- prometheus.MustNewConstMetric(orphanedPods, prometheus.GaugeValue, float64(len(s.Orphans)))
+	}
 	for _, src := range metadataSources {
 		ch <- prometheus.MustNewConstMetric(metadataSourceD, prometheus.GaugeValue, boolValue(n.MetadataSource == src), src)
 	}

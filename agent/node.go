@@ -68,6 +68,7 @@ func (c *Collector) findOrphans(col *collection) {
 	if c.meta == nil || !c.meta.Known() {
 		return
 	}
+	col.snap.OrphansChecked = true
 	now := col.snap.Time
 	for i := range col.snap.Pods {
 		p := &col.snap.Pods[i]

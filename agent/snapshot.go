@@ -14,6 +14,9 @@ type Snapshot struct {
 	Node    NodeReport `json:"node"`
 	Pods    []Pod      `json:"pods"`
 	Orphans []Orphan   `json:"orphans"`
+	// OrphansChecked is false when no authoritative pod list (the API,
+	// synced) was at hand: then Orphans is empty because nobody looked.
+	OrphansChecked bool `json:"orphans_checked"`
 	// Phases records how each collection phase went, for the
 	// scrape_collector_{duration_seconds,success} metrics.
 	Phases []Phase `json:"-"`
