@@ -131,19 +131,23 @@ func (c *Collector) collect() *Snapshot {
 	}}
 
 	c.phase(col, "metadata", func() error { return c.collectMetadata(col) })
+	var node cgroupfs.Node
 	var pods []cgroupfs.Pod
+	var discoverErr error
+	c.phase(col, "node", func() error {
+		node, pods, discoverErr = c.discover()
+		return nodeCountErr(node)
+	})
 	c.phase(col, "cgroup", func() error {
-		var err error
-		pods, err = c.discover()
-		if err == nil {
+		if discoverErr == nil {
 			col.snap.Pods = c.readPods(col, pods)
 		}
-		return err
+		return discoverErr
 	})
 	c.phase(col, "shm", func() error { return c.collectShm(col) })
 	c.dropVanished(col)
 	c.accountErrors(col)
-	c.phase(col, "node", func() error { return c.collectNode(col) })
+	c.reportNode(col, node)
 	c.forgetGone(col)
 	c.fs.Prune()
 	sortPods(col.snap.Pods)
@@ -166,25 +170,27 @@ func (c *Collector) phase(col *collection, name string, f func() error) {
 	}
 }
 
-// discover lists the units to report: kubelet pods, or runtime containers
-// as one-container pseudo pods with --all-cgroups.
-func (c *Collector) discover() ([]cgroupfs.Pod, error) {
+// discover reads the node's memcg counts and lists the units to report:
+// kubelet pods (from the same walk, see cgroupfs.NodeAndPods), or runtime
+// containers as one-container pseudo pods with --all-cgroups.
+func (c *Collector) discover() (cgroupfs.Node, []cgroupfs.Pod, error) {
 	if !c.cfg.AllCgroups {
-		pods, err := c.fs.Pods(c.cfg.CgroupRoot)
+		node, pods, err := c.fs.NodeAndPods(c.cfg.CgroupRoot)
 		if err != nil {
-			return nil, fmt.Errorf("list pod cgroups under %s: %w", c.cfg.CgroupRoot, err)
+			return node, nil, fmt.Errorf("list pod cgroups under %s: %w", c.cfg.CgroupRoot, err)
 		}
-		return pods, nil
+		return node, pods, nil
 	}
+	node := c.fs.Node()
 	ctrs, err := c.fs.RuntimeContainers()
 	if err != nil {
-		return nil, fmt.Errorf("list runtime container cgroups: %w", err)
+		return node, nil, fmt.Errorf("list runtime container cgroups: %w", err)
 	}
 	units := make([]cgroupfs.Pod, 0, len(ctrs))
 	for _, ct := range ctrs {
 		units = append(units, cgroupfs.Pod{Path: ct.Path, Containers: []cgroupfs.Container{ct}})
 	}
-	return units, nil
+	return node, units, nil
 }
 
 func (c *Collector) collectMetadata(col *collection) error {

@@ -9,10 +9,9 @@ import (
 	"github.com/shmwatch/shmwatch/cgroupfs"
 )
 
-// collectNode reads the node's memcg leak signals and finds orphaned pod
-// cgroups.
-func (c *Collector) collectNode(col *collection) error {
-	n := c.fs.Node()
+// reportNode puts the node's memcg leak signals in the snapshot, with the
+// kmem-limited cgroups the reads found, and finds orphaned pod cgroups.
+func (c *Collector) reportNode(col *collection, n cgroupfs.Node) {
 	r := &col.snap.Node
 	r.CgroupMode = string(n.Mode)
 	r.Kernel = n.KernelRelease
@@ -26,6 +25,10 @@ func (c *Collector) collectNode(col *collection) error {
 		r.Errors = append(r.Errors, e.Error())
 	}
 	c.findOrphans(col)
+}
+
+// nodeCountErr fails the node phase when neither memcg count could be read.
+func nodeCountErr(n cgroupfs.Node) error {
 	if len(n.Errors) > 0 && n.LiveMemcgs == nil && n.DyingMemcgs == nil {
 		return fmt.Errorf("node memcg counts: %w", n.Errors[0])
 	}

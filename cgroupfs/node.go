@@ -16,6 +16,11 @@ const memcgIDMax = 65535
 // Node reads the node-wide memcg leak signals and kmem state. Each signal
 // that cannot be read is nil with an entry in Errors.
 func (fs *FS) Node() Node {
+	return fs.node(nil)
+}
+
+// node is Node; on v1, rec (if not nil) keeps the walk's pod-tree listings.
+func (fs *FS) node(rec *listings) Node {
 	n := Node{Mode: fs.Hierarchy.Mode}
 	rel, err := fs.readProc("sys/kernel/osrelease")
 	if err != nil {
@@ -29,7 +34,7 @@ func (fs *FS) Node() Node {
 		n.NoKmem = hasNoKmem(cmdline)
 	}
 	if fs.v1() {
-		fs.nodeV1(&n)
+		fs.nodeV1(&n, rec)
 	} else {
 		fs.nodeV2(&n)
 	}
@@ -78,7 +83,7 @@ func (fs *FS) memoryNumCgroups() (uint64, error) {
 // nodeV1 computes dying = num_cgroups - live directories. Both are read
 // again when num_cgroups moved during the walk, so a cgroup created or
 // removed meanwhile does not show up as a dying one (or a negative count).
-func (fs *FS) nodeV1(n *Node) {
+func (fs *FS) nodeV1(n *Node, rec *listings) {
 	if _, err := os.Lstat(filepath.Join(fs.Hierarchy.MemoryRoot, "memory.kmem.usage_in_bytes")); err == nil {
 		n.KmemFiles = true
 	}
@@ -89,7 +94,7 @@ func (fs *FS) nodeV1(n *Node) {
 			n.Errors = append(n.Errors, FieldError{Field: "num_cgroups", Path: procPath, Err: err})
 			return
 		}
-		live, walkErrs, err := fs.countLive(true)
+		live, walkErrs, err := fs.countLive(true, rec)
 		if err != nil {
 			n.Errors = append(n.Errors, FieldError{Field: "live", Path: fs.Hierarchy.MemoryRoot, Err: err})
 			return
@@ -176,7 +181,7 @@ func (fs *FS) nodeV2(n *Node) {
 		n.LiveMemcgs = &v
 		return
 	}
-	live, walkErrs, err := fs.countLive(false)
+	live, walkErrs, err := fs.countLive(false, nil)
 	switch {
 	case err != nil:
 		n.Errors = append(n.Errors, FieldError{Field: "live", Path: fs.Hierarchy.MemoryRoot, Err: err})
@@ -194,11 +199,15 @@ func (fs *FS) nodeV2(n *Node) {
 // On a cgroup file system v1 counts with countDirsNlink, which lists only
 // directories that have subdirectories: ~10x cheaper than the plain walk
 // (114 ms at 1000 pods; see docs/performance.md).
-func (fs *FS) countLive(v1 bool) (uint64, error, error) {
+func (fs *FS) countLive(v1 bool, rec *listings) (uint64, error, error) {
 	live := uint64(1)
 	var errs []error
 	if v1 && isCgroupFS(fs.Hierarchy.MemoryRoot) {
-		n, err := countDirsNlink(fs.Hierarchy.MemoryRoot, &errs)
+		rec.reset()
+		n, err := countDirsNlink(fs.Hierarchy.MemoryRoot, &errs, rec)
+		if err == nil && rec != nil {
+			rec.done = true
+		}
 		return live + n, errors.Join(errs...), err
 	}
 	err := fs.walk(func(_, _ string, entries []os.DirEntry) {

@@ -39,7 +39,7 @@ func TestRealKernelNlinkCount(t *testing.T) {
 		t.Fatal(err, walkErrs)
 	}
 	var errs []error
-	fast, err := countDirsNlink(sub.Hierarchy.MemoryRoot, &errs)
+	fast, err := countDirsNlink(sub.Hierarchy.MemoryRoot, &errs, nil)
 	if err != nil || len(errs) > 0 {
 		t.Fatal(err, errs)
 	}
@@ -53,10 +53,10 @@ func TestRealKernelNlinkCount(t *testing.T) {
 	// the plain walk there too, up to cgroups others make meanwhile.
 	for try := 0; ; try++ {
 		var errs1, errs2 []error
-		before, _ := countDirsNlink(fs.Hierarchy.MemoryRoot, &errs1)
+		before, _ := countDirsNlink(fs.Hierarchy.MemoryRoot, &errs1, nil)
 		all := uint64(0)
 		_ = fs.walk(func(string, string, []os.DirEntry) { all++ }, &errs2)
-		after, _ := countDirsNlink(fs.Hierarchy.MemoryRoot, &errs1)
+		after, _ := countDirsNlink(fs.Hierarchy.MemoryRoot, &errs1, nil)
 		if before == all && all == after {
 			t.Logf("whole hierarchy: %d dirs by both counts", all)
 			break
@@ -65,6 +65,57 @@ func TestRealKernelNlinkCount(t *testing.T) {
 			t.Fatalf("whole hierarchy: nlink count %d/%d, plain walk %d", before, after, all)
 		}
 	}
+}
+
+// TestRealKernelNodeAndPods proves that the pods built from the live-count
+// walk's listings are exactly Pods' own: both drivers, empty pods, pods
+// with 1-3 containers, a container with a child cgroup, non-container
+// directories, and a QoS directory with no pods.
+func TestRealKernelNodeAndPods(t *testing.T) {
+	fs := realFS(t)
+	if fs.Hierarchy.Mode == ModeV2 || !isCgroupFS(fs.Hierarchy.MemoryRoot) {
+		t.Skip("the shared walk is the v1 cgroup file system path")
+	}
+	tr := newTestTree(t, fs)
+	id := func(i, c int) string { return fmt.Sprintf("%060x%04x", i, c) }
+	for i := range 12 {
+		pod := fmt.Sprintf("%s/kubepods/burstable/pod%08x-0000-4000-8000-%012x", tr.root, i, i)
+		tr.mkdir(pod)
+		for c := range i % 4 {
+			tr.mkdir(pod + "/" + id(i, c))
+		}
+	}
+	guar := tr.root + "/kubepods/pod0000aaaa-0000-4000-8000-000000000000"
+	tr.mkdir(guar + "/" + id(99, 0) + "/nested") // a container with a child cgroup
+	tr.mkdir(guar + "/not-a-container")
+	sd := tr.root + "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod0000bbbb_0000_4000_8000_000000000000.slice"
+	tr.mkdir(sd + "/cri-containerd-" + id(7, 7) + ".scope")
+	tr.mkdir(tr.root + "/kubepods/besteffort")
+
+	want, err := fs.Pods(tr.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := fs.podListings(tr.root)
+	n := fs.node(rec)
+	if !rec.done || len(rec.dirs) == 0 {
+		t.Fatalf("the walk kept no listings (done %v, %d dirs); node errors %v", rec.done, len(rec.dirs), n.Errors)
+	}
+	got, err := fs.pods(tr.root, rec.list)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("pods from the walk's listings (-Pods +walk):\n%s", diff)
+	}
+	if len(got) != 14 {
+		t.Fatalf("%d pods, want 14", len(got))
+	}
+	_, viaAPI, err := fs.NodeAndPods(tr.root)
+	if err != nil || !cmp.Equal(want, viaAPI) {
+		t.Fatalf("NodeAndPods pods differ from Pods (err %v):\n%s", err, cmp.Diff(want, viaAPI))
+	}
+	t.Logf("%d pods, %d pod-tree listings kept by the walk", len(got), len(rec.dirs))
 }
 
 // TestRealKernelKmemLimitCache proves the v1 kmem limit is read once per

@@ -29,12 +29,32 @@ var podTops = []podTop{
 // that vanishes during the walk is skipped; other unreadable directories are
 // skipped too and reported in the joined error next to the pods that were read.
 func (fs *FS) Pods(cgroupRoot string) ([]Pod, error) {
+	return fs.pods(cgroupRoot, listDirs)
+}
+
+// NodeAndPods is Node and Pods(cgroupRoot) with one walk where it can: on a
+// v1 cgroup file system the live-memcg count lists every directory that has
+// subdirectories, every pod directory included, so the pods come from those
+// listings (BenchmarkNodeAndPods). Elsewhere it is Node, then Pods.
+func (fs *FS) NodeAndPods(cgroupRoot string) (Node, []Pod, error) {
+	rec := fs.podListings(cgroupRoot)
+	n := fs.node(rec)
+	if !rec.done {
+		pods, err := fs.Pods(cgroupRoot)
+		return n, pods, err
+	}
+	pods, err := fs.pods(cgroupRoot, rec.list)
+	return n, pods, err
+}
+
+// pods is Pods with list giving the subdirectories of an absolute path.
+func (fs *FS) pods(cgroupRoot string, list func(dir string) ([]string, error)) ([]Pod, error) {
 	root := path.Clean("/" + cgroupRoot)
 	var pods []Pod
 	var errs []error
 	for _, top := range podTops {
 		topPath := path.Join(root, top.dir)
-		children, err := listDirs(fs.abs(topPath))
+		children, err := list(fs.abs(topPath))
 		if err != nil {
 			if !errors.Is(err, iofs.ErrNotExist) {
 				errs = append(errs, err)
@@ -44,7 +64,7 @@ func (fs *FS) Pods(cgroupRoot string) ([]Pod, error) {
 		for _, name := range children {
 			if q, ok := top.qosDir[name]; ok {
 				qosPath := path.Join(topPath, name)
-				inner, err := listDirs(fs.abs(qosPath))
+				inner, err := list(fs.abs(qosPath))
 				if err != nil {
 					if !errors.Is(err, iofs.ErrNotExist) {
 						errs = append(errs, err)
@@ -52,11 +72,11 @@ func (fs *FS) Pods(cgroupRoot string) ([]Pod, error) {
 					continue
 				}
 				for _, n := range inner {
-					pods, errs = fs.addPod(pods, errs, top.driver, q, qosPath, n)
+					pods, errs = fs.addPod(pods, errs, list, top.driver, q, qosPath, n)
 				}
 				continue
 			}
-			pods, errs = fs.addPod(pods, errs, top.driver, QOSGuaranteed, topPath, name)
+			pods, errs = fs.addPod(pods, errs, list, top.driver, QOSGuaranteed, topPath, name)
 		}
 	}
 	return pods, errors.Join(errs...)
@@ -64,13 +84,13 @@ func (fs *FS) Pods(cgroupRoot string) ([]Pod, error) {
 
 // addPod appends the pod cgroup parent/name if name is a pod of this driver
 // whose QoS matches its parent directory.
-func (fs *FS) addPod(pods []Pod, errs []error, driver Driver, qos QOS, parent, name string) ([]Pod, []error) {
+func (fs *FS) addPod(pods []Pod, errs []error, list func(string) ([]string, error), driver Driver, qos QOS, parent, name string) ([]Pod, []error) {
 	uid, nameQOS, d, ok := ParsePodCgroupName(name)
 	if !ok || d != driver || (nameQOS != "" && nameQOS != qos) {
 		return pods, errs
 	}
 	podPath := path.Join(parent, name)
-	children, err := listDirs(fs.abs(podPath))
+	children, err := list(fs.abs(podPath))
 	if err != nil {
 		if !errors.Is(err, iofs.ErrNotExist) {
 			errs = append(errs, err)
