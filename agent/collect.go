@@ -229,6 +229,15 @@ func (c *Collector) fields(base cgroupfs.Fields) cgroupfs.Fields {
 	return base | cgroupfs.FieldPeak
 }
 
+// containerWant is what to read of a container cgroup: serve reads only
+// the cached kmem limit of a known sandbox.
+func (c *Collector) containerWant(ct cgroupfs.Container) cgroupfs.Fields {
+	if c.cfg.SkipSandboxMemory && c.knownSandbox(ct.Path) {
+		return sandboxFields
+	}
+	return c.fields(containerFields)
+}
+
 // knownSandbox says whether a container cgroup was found to hold only the
 // pause process by an earlier collection (the mount cache remembers it).
 func (c *Collector) knownSandbox(path string) bool {
@@ -237,7 +246,7 @@ func (c *Collector) knownSandbox(path string) bool {
 }
 
 func (c *Collector) readPod(col *collection, cp *cgroupfs.Pod) (Pod, bool) {
-	mem := c.fs.MemoryFields(cp.Path, c.fields(podFields))
+	mem, ctrMems := c.fs.PodMemory(*cp, c.fields(podFields), c.containerWant)
 	if c.vanished(cp.Path, mem) {
 		return Pod{}, false
 	}
@@ -253,12 +262,8 @@ func (c *Collector) readPod(col *collection, cp *cgroupfs.Pod) (Pod, bool) {
 		}
 	}
 	p.Binding, p.Headroom = memcgVerdict(p.Memory)
-	for _, ct := range cp.Containers {
-		want := c.fields(containerFields)
-		if c.cfg.SkipSandboxMemory && c.knownSandbox(ct.Path) {
-			want = sandboxFields
-		}
-		cm := c.fs.MemoryFields(ct.Path, want)
+	for i, ct := range cp.Containers {
+		cm := ctrMems[i]
 		if c.vanished(ct.Path, cm) {
 			continue
 		}

@@ -126,15 +126,58 @@ func (fs *FS) Memory(path string) Memory { return fs.MemoryFields(path, FieldsAl
 // MemoryFields is Memory reading only the files behind want; the fields it
 // does not read stay nil without an error.
 func (fs *FS) MemoryFields(path string, want Fields) Memory {
-	var m Memory
 	dirPath := fs.abs(path)
 	d, err := openDir(dirPath)
 	if err != nil {
-		m.Errors = []FieldError{{Field: "cgroup", Path: dirPath, Err: err}}
-		return m
+		return Memory{Errors: []FieldError{{Field: "cgroup", Path: dirPath, Err: err}}}
 	}
-	d.seq = fs.seqFiles
 	defer d.close()
+	return fs.readMemory(d, want)
+}
+
+// PodMemory is MemoryFields of a pod cgroup (podWant) and of each of its
+// containers (containerWant), in pod.Containers order. A container cgroup
+// is opened relative to the open pod directory: one path component to
+// resolve instead of the ~9 of its absolute path (~2.4 us less per
+// container, 7 ms a scrape at 1000 pods).
+func (fs *FS) PodMemory(pod Pod, podWant Fields, containerWant func(Container) Fields) (Memory, []Memory) {
+	ctrs := make([]Memory, len(pod.Containers))
+	dirPath := fs.abs(pod.Path)
+	d, err := openDir(dirPath)
+	if err != nil {
+		for i, ct := range pod.Containers { // gone or unreadable: each says so
+			ctrs[i] = fs.MemoryFields(ct.Path, containerWant(ct))
+		}
+		return Memory{Errors: []FieldError{{Field: "cgroup", Path: dirPath, Err: err}}}, ctrs
+	}
+	defer d.close()
+	podMem := fs.readMemory(d, podWant)
+	for i, ct := range pod.Containers {
+		name, ok := strings.CutPrefix(ct.Path, pod.Path+"/")
+		if !ok || name == "" || strings.Contains(name, "/") { // --all-cgroups: the unit is the container
+			ctrs[i] = fs.MemoryFields(ct.Path, containerWant(ct))
+			continue
+		}
+		ctrs[i] = fs.memoryAt(d, name, dirPath+"/"+name, containerWant(ct))
+	}
+	return podMem, ctrs
+}
+
+// memoryAt is MemoryFields of the cgroup name below the open directory
+// parent; dirPath is its absolute path, for errors and the kmem cache.
+func (fs *FS) memoryAt(parent cgDir, name, dirPath string, want Fields) Memory {
+	d, err := openDirAt(parent, name, dirPath)
+	if err != nil {
+		return Memory{Errors: []FieldError{{Field: "cgroup", Path: dirPath, Err: err}}}
+	}
+	defer d.close()
+	return fs.readMemory(d, want)
+}
+
+// readMemory reads the files behind want of the open cgroup directory d.
+func (fs *FS) readMemory(d cgDir, want Fields) Memory {
+	var m Memory
+	d.seq = fs.seqFiles
 	buf := getBuf()
 	defer putBuf(buf)
 	r := memReader{fs: fs, dir: d, want: want, buf: buf, vals: new(memVals), m: &m}

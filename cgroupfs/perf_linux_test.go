@@ -1,12 +1,21 @@
 package cgroupfs
 
 import (
+	"errors"
 	"fmt"
+	iofs "io/fs"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 )
+
+// sameErrorText compares errors by message: two reads of a missing file
+// give equal, not identical, errors.
+var sameErrorText = cmp.Comparer(func(a, b error) bool {
+	return a == nil && b == nil || a != nil && b != nil && a.Error() == b.Error()
+})
 
 // TestRealKernelNlinkCount proves the nlink shortcut of the v1 live count:
 // on a real cgroup tree with leaves, nested children and a deep chain,
@@ -190,4 +199,52 @@ func TestRealKernelKmemLimitCache(t *testing.T) {
 		t.Fatal("Prune kept a cgroup not read since the previous Prune")
 	}
 	t.Logf("kmem limit %v, cached by inode %d, then %d once made again", ptrVal(kernel()), first.ino, recreated.ino)
+}
+
+// TestRealKernelPodMemory proves that reading containers relative to the
+// open pod directory gives what MemoryFields gives by absolute path, that a
+// container removed before the read gives the same not-found error, and
+// that a unit whose container is the pod itself (--all-cgroups) works.
+func TestRealKernelPodMemory(t *testing.T) {
+	fs := realFS(t)
+	tr := newTestTree(t, fs)
+	pod := tr.root + "/kubepods/podaaaaaaaa-0000-4000-8000-000000000000"
+	a, b := pod+"/"+strings.Repeat("a", 64), pod+"/"+strings.Repeat("b", 64)
+	tr.mkdir(a)
+	tr.mkdir(b)
+	limitFile := "/memory.limit_in_bytes"
+	if fs.Hierarchy.Mode == ModeV2 {
+		limitFile = "/memory.max"
+	}
+	tr.write(pod+limitFile, "512M")
+	tr.write(a+limitFile, "256M")
+	gone := Container{ID: strings.Repeat("c", 64), Path: pod + "/" + strings.Repeat("c", 64)}
+	p := Pod{UID: "aaaaaaaa-0000-4000-8000-000000000000", Path: pod,
+		Containers: []Container{{ID: strings.Repeat("a", 64), Path: a}, {ID: strings.Repeat("b", 64), Path: b}, gone}}
+	want := func(Container) Fields { return FieldStat | FieldLimit | FieldUsage | FieldEvents | FieldKernel }
+
+	podMem, ctrs := fs.PodMemory(p, FieldStat|FieldLimit|FieldUsage, want)
+	if diff := cmp.Diff(fs.MemoryFields(pod, FieldStat|FieldLimit|FieldUsage), podMem); diff != "" {
+		t.Errorf("pod (-MemoryFields +PodMemory):\n%s", diff)
+	}
+	if podMem.Limit == nil || *podMem.Limit != 512<<20 {
+		t.Errorf("pod limit %s, want %d", ptrVal(podMem.Limit), 512<<20)
+	}
+	for i, ct := range p.Containers {
+		if diff := cmp.Diff(fs.MemoryFields(ct.Path, want(ct)), ctrs[i], sameErrorText); diff != "" {
+			t.Errorf("container %d (-MemoryFields +PodMemory):\n%s", i, diff)
+		}
+	}
+	if ctrs[0].Limit == nil || *ctrs[0].Limit != 256<<20 {
+		t.Errorf("container limit %s, want %d", ptrVal(ctrs[0].Limit), 256<<20)
+	}
+	if len(ctrs[2].Errors) != 1 || !errors.Is(ctrs[2].Errors[0].Err, iofs.ErrNotExist) || ctrs[2].Errors[0].Path != fs.abs(gone.Path) {
+		t.Errorf("removed container: errors %v, want one not-found error for %s", ctrs[2].Errors, fs.abs(gone.Path))
+	}
+
+	self := Pod{Path: a, Containers: []Container{{ID: strings.Repeat("a", 64), Path: a}}}
+	_, ctrs = fs.PodMemory(self, FieldLimit, want)
+	if ctrs[0].Limit == nil || *ctrs[0].Limit != 256<<20 || len(ctrs[0].Errors) != 0 {
+		t.Errorf("unit that is its own container: limit %s, errors %v", ptrVal(ctrs[0].Limit), ctrs[0].Errors)
+	}
 }

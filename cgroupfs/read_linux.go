@@ -28,6 +28,18 @@ func openDir(path string) (cgDir, error) {
 	return cgDir{fd: fd, path: path}, nil
 }
 
+// openDirAt opens the cgroup directory name below parent; path is its
+// absolute path, kept for errors.
+func openDirAt(parent cgDir, name, path string) (cgDir, error) {
+	fd, err := retryEINTR(func() (int, error) {
+		return unix.Openat(parent.fd, name, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	})
+	if err != nil {
+		return cgDir{fd: -1}, &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	return cgDir{fd: fd, path: path}, nil
+}
+
 func (d cgDir) close() {
 	if d.fd >= 0 {
 		unix.Close(d.fd)

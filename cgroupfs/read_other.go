@@ -28,6 +28,9 @@ func openDir(path string) (cgDir, error) {
 	return cgDir{fd: -1, path: path}, nil
 }
 
+// openDirAt opens the cgroup directory name below parent by its path.
+func openDirAt(_ cgDir, _, path string) (cgDir, error) { return openDir(path) }
+
 func (d cgDir) close() {}
 
 func (d cgDir) read(name fileName, buf *[]byte) ([]byte, error) {
