@@ -125,11 +125,7 @@ func writeMetrics(out sink, s *Snapshot, withSandbox bool) {
 func writePod(out sink, p *Pod, withSandbox bool) {
 	l := []string{p.Namespace, p.Name, p.UID}
 	out.add(podInfo, 1, p.Namespace, p.Name, p.UID, p.QOS)
-	optional(out, podLimit, p.Memory.Limit, l)
-	optional(out, podUsage, p.Memory.Usage, l)
-	optional(out, podWorkingSet, p.Memory.WorkingSet, l)
-	optional(out, podShmem, p.Memory.Shmem, l)
-	optional(out, podKernel, p.Memory.Kernel, l)
+	writeMemory(out, podMemory, &p.Memory, l)
 	optional(out, podDying, p.DyingMemcg, l)
 	cl := []string{p.Namespace, p.Name, p.UID, ""}
 	for i := range p.Containers {
@@ -138,17 +134,29 @@ func writePod(out sink, p *Pod, withSandbox bool) {
 			continue
 		}
 		cl[3] = ct.Name // sinks copy what they keep
-		optional(out, ctrLimit, ct.Memory.Limit, cl)
-		optional(out, ctrUsage, ct.Memory.Usage, cl)
-		optional(out, ctrWorkingSet, ct.Memory.WorkingSet, cl)
-		optional(out, ctrShmem, ct.Memory.Shmem, cl)
-		optional(out, ctrKernel, ct.Memory.Kernel, cl)
+		writeMemory(out, containerMemory, &ct.Memory, cl)
 		optional(out, ctrOOMKills, ct.OOMKills, cl)
 		optional(out, ctrLimitHits, ct.LimitHits, cl)
 	}
 	for i := range p.Shm {
 		writeShm(out, p, &p.Shm[i])
 	}
+}
+
+// memoryFamilies are the families of one cgroup's Memory, pod or container.
+type memoryFamilies struct{ limit, usage, workingSet, shmem, kernel *family }
+
+var (
+	podMemory       = memoryFamilies{podLimit, podUsage, podWorkingSet, podShmem, podKernel}
+	containerMemory = memoryFamilies{ctrLimit, ctrUsage, ctrWorkingSet, ctrShmem, ctrKernel}
+)
+
+func writeMemory(out sink, f memoryFamilies, m *Memory, labelValues []string) {
+	optional(out, f.limit, m.Limit, labelValues)
+	optional(out, f.usage, m.Usage, labelValues)
+	optional(out, f.workingSet, m.WorkingSet, labelValues)
+	optional(out, f.shmem, m.Shmem, labelValues)
+	optional(out, f.kernel, m.Kernel, labelValues)
 }
 
 func writeShm(out sink, p *Pod, s *Shm) {
