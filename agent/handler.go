@@ -2,7 +2,6 @@ package agent
 
 import (
 	"compress/gzip"
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -166,39 +165,41 @@ func (h *metricsHandler) logf(format string, args ...any) {
 // snapshotText returns the current snapshot's text families, built once
 // per snapshot for all scrapes in flight.
 func (h *metricsHandler) snapshotText() []textFamily {
-	snap, err := h.snapshot()
+	snap, err := h.exporter.snapshot()
 	if err != nil {
 		t := newTextSink(nil)
 		writeFailedCollection(t)
 		fams, _ := t.families()
 		return fams
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if fams, ok := h.text[snap]; ok {
-		return fams
-	}
-	// Built under the lock: scrapes of the same snapshot wait for it rather
-	// than build their own.
-	t := newTextSink(h.sizeHint)
-	writeMetrics(t, snap, h.exporter.withSandbox)
-	fams, sizes := t.families()
-	h.sizeHint = sizes
-	h.builds++
-	if h.inFlight > 0 {
-		if h.text == nil {
-			h.text = map[*Snapshot][]textFamily{}
-		}
-		h.text[snap] = fams
-	}
+	fams, _ := perSnapshot(h, &h.text, snap, func() ([]textFamily, error) {
+		t := newTextSink(h.sizeHint)
+		writeMetrics(t, snap, h.exporter.withSandbox)
+		fams, sizes := t.families()
+		h.sizeHint = sizes
+		return fams, nil
+	})
 	return fams
 }
 
-func (h *metricsHandler) snapshot() (*Snapshot, error) {
-	e := h.exporter
-	ctx, cancel := context.WithTimeout(context.Background(), e.timeout)
-	defer cancel()
-	return e.collector.Collect(ctx)
+// perSnapshot returns build's output for snap from cache, or builds it and
+// keeps it there while scrapes are in flight. It builds under the lock:
+// scrapes of the same snapshot wait for it rather than build their own.
+func perSnapshot[T any](h *metricsHandler, cache *map[*Snapshot]T, snap *Snapshot, build func() (T, error)) (T, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if out, ok := (*cache)[snap]; ok {
+		return out, nil
+	}
+	out, err := build()
+	h.builds++
+	if err == nil && h.inFlight > 0 {
+		if *cache == nil {
+			*cache = map[*Snapshot]T{}
+		}
+		(*cache)[snap] = out
+	}
+	return out, err
 }
 
 // registryGatherer is the protobuf path: the base families and the
@@ -221,24 +222,13 @@ func (g registryGatherer) Gather() ([]*dto.MetricFamily, error) {
 }
 
 func (h *metricsHandler) snapshotFamilies() ([]*dto.MetricFamily, error) {
-	snap, err := h.snapshot()
+	snap, err := h.exporter.snapshot()
 	if err != nil {
 		return gatherOnce(failedCollection{})
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if fams, ok := h.families[snap]; ok {
-		return fams, nil
-	}
-	fams, err := gatherOnce(snapshotMetrics{snap: snap, withSandbox: h.exporter.withSandbox})
-	h.builds++
-	if err == nil && h.inFlight > 0 {
-		if h.families == nil {
-			h.families = map[*Snapshot][]*dto.MetricFamily{}
-		}
-		h.families[snap] = fams
-	}
-	return fams, err
+	return perSnapshot(h, &h.families, snap, func() ([]*dto.MetricFamily, error) {
+		return gatherOnce(snapshotMetrics{snap: snap, withSandbox: h.exporter.withSandbox})
+	})
 }
 
 // gatherOnce runs one collector through a fresh registry, which builds the

@@ -88,14 +88,19 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 // write sends the current snapshot's samples to out, or a failed phase
 // when no collection finished in time.
 func (e *Exporter) write(out sink) {
-	ctx, cancel := context.WithTimeout(context.Background(), e.timeout)
-	defer cancel()
-	snap, err := e.collector.Collect(ctx)
+	snap, err := e.snapshot()
 	if err != nil {
 		writeFailedCollection(out)
 		return
 	}
 	writeMetrics(out, snap, e.withSandbox)
+}
+
+// snapshot is the current collection, waiting at most the scrape timeout.
+func (e *Exporter) snapshot() (*Snapshot, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), e.timeout)
+	defer cancel()
+	return e.collector.Collect(ctx)
 }
 
 func writeFailedCollection(out sink) {
