@@ -18,7 +18,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/version"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -31,7 +30,7 @@ import (
 // minute in its backoff; when the probe has succeeded for RestartAfter but the informer still has
 // not, the informer is replaced by a fresh one, which lists at once).
 type apiSource struct {
-	client   kubernetes.Interface
+	client   Client
 	cfg      Config
 	log      *zap.Logger
 	selector string
@@ -55,7 +54,7 @@ type apiSource struct {
 	nodeErr   string    // last node/version error logged, to log each distinct one once
 }
 
-func newAPISource(cfg Config, client kubernetes.Interface) *apiSource {
+func newAPISource(cfg Config, client Client) *apiSource {
 	return &apiSource{
 		client:   client,
 		cfg:      cfg,
