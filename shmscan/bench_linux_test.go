@@ -68,3 +68,41 @@ func BenchmarkReadParseContainerTable(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkStatHost is the steady-state statfs of a known host mount,
+// through the timeout hand-off; BenchmarkMeasureAtDirect is the same
+// work in the caller's goroutine: the difference is the hand-off's cost.
+func BenchmarkStatHost(b *testing.B) {
+	requireRoot(b)
+	s, m := benchHostMount(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.StatHost(m); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkMeasureAtDirect(b *testing.B) {
+	requireRoot(b)
+	s, m := benchHostMount(b)
+	root, rel := s.procPath(s.cfg.HostPID, "root"), m.HostPath[1:]
+	b.ReportAllocs()
+	for b.Loop() {
+		if r := measureAt(root, rel); r.err != nil {
+			b.Fatal(r.err)
+		}
+	}
+}
+
+func benchHostMount(b *testing.B) (*Scanner, Mount) {
+	b.Helper()
+	dir := filepath.Join(b.TempDir(), "kubelet", "pods", randomHex(16), "volumes", "kubernetes.io~empty-dir", "dshm")
+	mountTmpfs(b, dir, 0, "size=64m")
+	s := selfScanner()
+	r := measureAt(s.procPath(s.cfg.HostPID, "root"), dir[1:])
+	if r.err != nil {
+		b.Fatal(r.err)
+	}
+	return s, Mount{HostPath: dir, Device: r.device}
+}

@@ -3,7 +3,6 @@ package podmeta
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -16,7 +15,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/version"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 )
@@ -153,17 +151,16 @@ func (a *apiSource) startInformer(ctx context.Context) {
 // handler), error events, and the end of a stream (the reflector may then sleep in its backoff
 // for up to a minute without making a call that could fail).
 func (a *apiSource) listWatch(gen uint64) cache.ListerWatcher {
-	pods := a.client.CoreV1().Pods(metav1.NamespaceAll)
 	return &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
 			opts.FieldSelector = a.selector
-			obj, err := pods.List(ctx, opts)
+			obj, err := a.client.ListPods(ctx, opts)
 			a.noteListWatch(gen, err)
 			return obj, err
 		},
 		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
 			opts.FieldSelector = a.selector
-			w, err := pods.Watch(ctx, opts)
+			w, err := a.client.WatchPods(ctx, opts)
 			if err != nil {
 				a.noteListWatch(gen, err)
 				return nil, err
@@ -359,8 +356,7 @@ func (a *apiSource) probe(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.ProbeTimeout)
 	defer cancel()
 	start := time.Now()
-	_, err := a.client.CoreV1().Pods(metav1.NamespaceAll).List(ctx,
-		metav1.ListOptions{FieldSelector: a.selector, Limit: 1, ResourceVersion: "0"})
+	_, err := a.client.ListPods(ctx, metav1.ListOptions{FieldSelector: a.selector, Limit: 1, ResourceVersion: "0"})
 	if ctx.Err() != nil && err == nil {
 		err = ctx.Err()
 	}
@@ -385,14 +381,14 @@ func (a *apiSource) probe(ctx context.Context) {
 func (a *apiSource) refreshNode(ctx context.Context) {
 	n := a.node()
 	var errs []error
-	node, err := a.client.CoreV1().Nodes().Get(ctx, a.cfg.NodeName, metav1.GetOptions{ResourceVersion: "0"})
+	node, err := a.client.GetNode(ctx, a.cfg.NodeName, metav1.GetOptions{ResourceVersion: "0"})
 	if err != nil {
 		errs = append(errs, fmt.Errorf("get node %s: %w", a.cfg.NodeName, err))
 	} else {
 		n.AllocatableMemory = quantityBytes(node.Status.Allocatable, v1.ResourceMemory)
 		n.CapacityMemory = quantityBytes(node.Status.Capacity, v1.ResourceMemory)
 	}
-	if v, err := a.serverVersion(ctx); err != nil {
+	if v, err := a.client.ServerVersion(ctx); err != nil {
 		errs = append(errs, err)
 	} else {
 		n.ServerVersion = v
@@ -415,29 +411,6 @@ func quantityBytes(list v1.ResourceList, name v1.ResourceName) *uint64 {
 	}
 	v := uint64(q.Value())
 	return &v
-}
-
-// serverVersion reads /version with the probe's deadline; discovery's ServerVersion takes no
-// context. Fake clientsets have no REST client and answer ServerVersion directly.
-func (a *apiSource) serverVersion(ctx context.Context) (string, error) {
-	d := a.client.Discovery()
-	rc := d.RESTClient()
-	if rc == nil {
-		info, err := d.ServerVersion()
-		if err != nil {
-			return "", fmt.Errorf("server version: %w", err)
-		}
-		return info.GitVersion, nil
-	}
-	raw, err := rc.Get().AbsPath("/version").Do(ctx).Raw()
-	if err != nil {
-		return "", fmt.Errorf("get /version: %w", err)
-	}
-	var info version.Info
-	if err := json.Unmarshal(raw, &info); err != nil {
-		return "", fmt.Errorf("decode /version: %w", err)
-	}
-	return info.GitVersion, nil
 }
 
 // restartIfStuck replaces the informer when the API server has answered probes for RestartAfter

@@ -180,7 +180,7 @@ func TestInformerMappingFakeClientset(t *testing.T) {
 
 	cfg := Config{NodeName: "node-a", ProbeInterval: 50 * time.Millisecond}
 	cfg.setDefaults()
-	p := startWithClient(ctx, cfg, client, newKubeletLogs("", time.Second))
+	p := startWithClient(ctx, cfg, typedClient{client}, newKubeletLogs("", time.Second))
 	waitFor(t, 5*time.Second, "source api", func() bool { return p.Source() == SourceAPI && p.Known() })
 
 	for _, tc := range cases {

@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"k8s.io/client-go/discovery"
-	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
@@ -168,41 +166,12 @@ func Start(ctx context.Context, cfg Config) (Provider, error) {
 		return &provider{logs: logs}, nil
 	}
 	restCfg.UserAgent = "shmwatch"
-	client, err := newCoreClient(restCfg)
+	client, err := newRESTClient(restCfg)
 	if err != nil {
 		return nil, fmt.Errorf("podmeta: build API client: %w", err)
 	}
 	return startWithClient(ctx, cfg, client, logs), nil
 }
-
-// Client is the part of the API the agent uses: core/v1 (pods, nodes)
-// and discovery (the server version). kubernetes.Interface (and its fake)
-// satisfies it; the agent builds only these two clients, so the typed
-// clients of every other API group stay out of the binary.
-type Client interface {
-	CoreV1() corev1client.CoreV1Interface
-	Discovery() discovery.DiscoveryInterface
-}
-
-type coreClient struct {
-	core      *corev1client.CoreV1Client
-	discovery *discovery.DiscoveryClient
-}
-
-func newCoreClient(cfg *rest.Config) (coreClient, error) {
-	core, err := corev1client.NewForConfig(cfg)
-	if err != nil {
-		return coreClient{}, err
-	}
-	d, err := discovery.NewDiscoveryClientForConfig(cfg)
-	if err != nil {
-		return coreClient{}, err
-	}
-	return coreClient{core: core, discovery: d}, nil
-}
-
-func (c coreClient) CoreV1() corev1client.CoreV1Interface    { return c.core }
-func (c coreClient) Discovery() discovery.DiscoveryInterface { return c.discovery }
 
 func startWithClient(ctx context.Context, cfg Config, client Client, logs *KubeletLogs) *provider {
 	api := newAPISource(cfg, client)
