@@ -1,12 +1,16 @@
 package agent
 
 import (
+	"io"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
 )
 
 // family is one metric family with what both sinks need prebuilt: the
@@ -21,6 +25,7 @@ type family struct {
 	index  int      // position in allFamilies
 	order  []int    // label value indexes in label-name order
 	prefix []string // `{name="` then `,name="` for each label in that order
+	head   []byte   // the HELP and TYPE lines
 }
 
 // allFamilies lists every family in declaration order.
@@ -54,6 +59,10 @@ func newFamily(name, help string, typ prometheus.ValueType, labels []string) *fa
 		}
 		f.prefix = append(f.prefix, sep+labels[i]+`="`)
 	}
+	f.head = append(append(append(f.head, "# HELP "...), f.name...), ' ')
+	f.head = append(appendHelp(f.head, help), '\n')
+	f.head = append(append(append(f.head, "# TYPE "...), f.name...), ' ')
+	f.head = append(append(f.head, typeName(typ)...), '\n')
 	allFamilies = append(allFamilies, f)
 	return f
 }
@@ -89,28 +98,38 @@ func validLabels(values []string) []string {
 	return out
 }
 
-// textSink writes the Prometheus text format (0.0.4) directly, one buffer
-// per family. It exists for speed: at 1000 pods, building 23,700 constant
-// metrics, gathering them through a registry and encoding them cost
-// ~80 ms and 490k allocations per scrape; this writer ~11 ms and ~4k
-// allocations (pprof of BenchmarkScrape, docs/performance.md).
-// TestTextSinkMatchesConstMetrics proves both sinks give the same series.
-type textSink struct {
-	bufs [][]byte // by family index
+// textWriter streams the Prometheus text format (0.0.4) to w as the
+// families come, merging in the base registry's families by name as a
+// registry would. It exists for speed and memory: at 1000 pods, building
+// 23,700 constant metrics, gathering them through a registry and encoding
+// them cost ~80 ms and 490k allocations per scrape, and holding the text
+// of the whole scrape kept 3.5 MB on the heap; this writer holds one
+// 32 KiB buffer (docs/performance.md). TestTextSinkMatchesConstMetrics
+// proves it and the constant metrics give the same series.
+type textWriter struct {
+	w    io.Writer
+	enc  expfmt.Encoder
+	base []*dto.MetricFamily // sorted by name, not yet written
+	buf  []byte
+	cur  *family
+	err  error // the first write error; later writes are skipped
 }
 
-func newTextSink(sizeHint []int) *textSink {
-	t := &textSink{bufs: make([][]byte, len(allFamilies))}
-	for i, n := range sizeHint {
-		if n > 0 && i < len(t.bufs) {
-			t.bufs[i] = make([]byte, 0, n+n/8)
-		}
+// textFlushSize is when the buffer goes to w: large enough that the gzip
+// and HTTP layers see few writes.
+const textFlushSize = 32 << 10
+
+var textBufs = sync.Pool{New: func() any { b := make([]byte, 0, textFlushSize+4<<10); return &b }}
+
+func newTextWriter(w io.Writer, base []*dto.MetricFamily, format expfmt.Format) *textWriter {
+	return &textWriter{w: w, enc: expfmt.NewEncoder(w, format), base: base, buf: (*textBufs.Get().(*[]byte))[:0]}
+}
+
+func (t *textWriter) add(f *family, value float64, labelValues ...string) {
+	if f != t.cur {
+		t.startFamily(f)
 	}
-	return t
-}
-
-func (t *textSink) add(f *family, value float64, labelValues ...string) {
-	b := append(t.bufs[f.index], f.name...)
+	b := append(t.buf, f.name...)
 	for k, i := range f.order {
 		b = append(b, f.prefix[k]...)
 		b = appendLabelValue(b, labelValues[i])
@@ -121,7 +140,50 @@ func (t *textSink) add(f *family, value float64, labelValues ...string) {
 	}
 	b = append(b, ' ')
 	b = strconv.AppendFloat(b, value, 'g', -1, 64) // expfmt's format: 1, 0, 2.68435456e+08, NaN, +Inf
-	t.bufs[f.index] = append(b, '\n')
+	t.buf = append(b, '\n')
+	if len(t.buf) >= textFlushSize {
+		t.flush()
+	}
+}
+
+// startFamily writes the base families that sort before f, then f's HELP
+// and TYPE. writeMetrics sends one family at a time, so a family starts
+// once, at its first sample: an empty family is not written, as a
+// registry writes none.
+func (t *textWriter) startFamily(f *family) {
+	t.cur = f
+	t.writeBase(f.name)
+	t.buf = append(t.buf, f.head...)
+}
+
+// writeBase encodes the base families whose names sort before name, or
+// all that are left when name is "".
+func (t *textWriter) writeBase(name string) {
+	for len(t.base) > 0 && (name == "" || t.base[0].GetName() < name) {
+		t.flush()
+		if t.err == nil {
+			t.err = t.enc.Encode(t.base[0])
+		}
+		t.base = t.base[1:]
+	}
+}
+
+func (t *textWriter) flush() {
+	if t.err == nil && len(t.buf) > 0 {
+		_, t.err = t.w.Write(t.buf)
+	}
+	t.buf = t.buf[:0]
+}
+
+// finish writes what is left and returns the first write error. The
+// writer must not be used afterwards.
+func (t *textWriter) finish() error {
+	t.writeBase("")
+	t.flush()
+	b := t.buf
+	t.buf = nil
+	textBufs.Put(&b)
+	return t.err
 }
 
 // appendLabelValue escapes a label value as the text format wants:
@@ -161,36 +223,6 @@ func appendHelp(b []byte, help string) []byte {
 		}
 	}
 	return b
-}
-
-// textFamily is one family's finished text: HELP, TYPE and samples.
-type textFamily struct {
-	name    string
-	head    []byte // HELP and TYPE lines
-	samples []byte
-}
-
-// families returns the non-empty families, each with its HELP and TYPE
-// lines, sorted by name like a registry's output, and the buffer sizes
-// for the next sink's hint.
-func (t *textSink) families() ([]textFamily, []int) {
-	out := make([]textFamily, 0, len(t.bufs))
-	sizes := make([]int, len(t.bufs))
-	for _, f := range allFamilies {
-		samples := t.bufs[f.index]
-		sizes[f.index] = len(samples)
-		if len(samples) == 0 {
-			continue // a registry emits no family without samples
-		}
-		head := make([]byte, 0, 2*len(f.name)+len(f.help)+32)
-		head = append(append(append(head, "# HELP "...), f.name...), ' ')
-		head = append(appendHelp(head, f.help), '\n')
-		head = append(append(append(head, "# TYPE "...), f.name...), ' ')
-		head = append(append(head, typeName(f.typ)...), '\n')
-		out = append(out, textFamily{name: f.name, head: head, samples: samples})
-	}
-	slices.SortFunc(out, func(a, b textFamily) int { return strings.Compare(a.name, b.name) })
-	return out, sizes
 }
 
 func typeName(t prometheus.ValueType) string {

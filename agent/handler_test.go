@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"compress/gzip"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -40,9 +41,9 @@ func TestHandlerServesGolden(t *testing.T) {
 	}
 }
 
-// Scrapes in flight together share one output per snapshot, in both
-// paths, and it is dropped once the last of them is done.
-func TestHandlerBuildsOncePerSnapshot(t *testing.T) {
+// Scrapes in flight together share one collection, and protobuf scrapes
+// one set of families per snapshot, dropped once the last scrape is done.
+func TestHandlerSharesCollections(t *testing.T) {
 	col := fixtureCollector(buildV1Fixture(t), fixtureMeta())
 	h := NewExporter(col, 10*time.Second, false).Handler(prometheus.NewRegistry(), promhttp.HandlerOpts{}).(*metricsHandler)
 	const scrapers = 20
@@ -52,6 +53,7 @@ func TestHandlerBuildsOncePerSnapshot(t *testing.T) {
 	if _, err := col.Collect(t.Context()); err != nil {
 		t.Fatal(err)
 	}
+	before := col.epoch
 	var wg sync.WaitGroup
 	sizes := make([]int, scrapers)
 	for i := range scrapers {
@@ -59,7 +61,9 @@ func TestHandlerBuildsOncePerSnapshot(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			if i%2 == 0 {
-				sizes[i] = len(h.snapshotText())
+				rec := httptest.NewRecorder()
+				h.serveText(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil), expfmt.NewFormat(expfmt.TypeTextPlain))
+				sizes[i] = rec.Body.Len()
 				return
 			}
 			fams, err := registryGatherer{h}.Gather()
@@ -71,19 +75,109 @@ func TestHandlerBuildsOncePerSnapshot(t *testing.T) {
 	}
 	wg.Wait()
 	// A fixture collection takes well under a millisecond, so the scrapes
-	// may see several; each snapshot's output is built once per path
-	// however many scrapes it serves.
-	collections := int(col.epoch) - 1
-	if h.builds > 2*collections {
-		t.Errorf("%d concurrent scrapes saw %d collections but built %d outputs", scrapers, collections, h.builds)
+	// may see several, but far fewer than one each; each snapshot's
+	// families are built once however many scrapes they serve.
+	collections := int(col.epoch - before)
+	if collections > scrapers/2 {
+		t.Errorf("%d concurrent scrapes ran %d collections", scrapers, collections)
+	}
+	if h.builds > collections+1 {
+		t.Errorf("%d concurrent scrapes saw %d collections but built %d family sets", scrapers, collections+1, h.builds)
 	}
 	for i := 0; i < scrapers; i++ {
 		h.end()
 	}
-	if h.text != nil || h.families != nil {
-		t.Errorf("output kept after the last scrape ended")
+	if h.families != nil {
+		t.Errorf("families kept after the last scrape ended")
 	}
-	t.Logf("%d concurrent scrapes, %d collections, %d output(s) built, %d/%d families", scrapers, collections, h.builds, sizes[0], sizes[1])
+	if sizes[0] < 1000 || sizes[1] < 20 {
+		t.Errorf("scrapes got %d bytes of text and %d families", sizes[0], sizes[1])
+	}
+	t.Logf("%d concurrent scrapes, %d collections, %d family set(s) built, %d bytes/%d families", scrapers, collections, h.builds, sizes[0], sizes[1])
+}
+
+// Every family has exactly one writer, and they run in name order: the
+// text writer needs each family whole and in order.
+func TestEveryFamilyHasOneWriter(t *testing.T) {
+	if len(familyWriters) != len(allFamilies) {
+		t.Errorf("%d writers for %d families", len(familyWriters), len(allFamilies))
+	}
+	seen := map[*family]bool{}
+	for i, w := range familyWriters {
+		if seen[w.f] {
+			t.Errorf("family %s has two writers", w.f.name)
+		}
+		seen[w.f] = true
+		if i > 0 && familyWriters[i-1].f.name >= w.f.name {
+			t.Errorf("writers out of order: %s before %s", familyWriters[i-1].f.name, w.f.name)
+		}
+	}
+}
+
+// The text writer merges the base registry's families in name order,
+// before, between and after its own, and flushes in bounded writes.
+func TestTextWriterMergesBase(t *testing.T) {
+	one, err := fixtureCollector(buildV1Fixture(t), fixtureMeta()).Collect(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := *one // 40 copies of the fixture's pods: several flushes
+	snap.Pods = nil
+	for i := range 40 {
+		for _, p := range one.Pods {
+			p.UID = fmt.Sprintf("%s-%d", p.UID, i)
+			snap.Pods = append(snap.Pods, p)
+		}
+	}
+	base := prometheus.NewRegistry()
+	for _, name := range []string{"a_first", "shmwatch_container_between", "shmwatch_zz_last"} {
+		g := prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: "base " + name})
+		g.Set(7)
+		base.MustRegister(g)
+	}
+	baseFams, err := base.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var w largestWriteBuffer
+	tw := newTextWriter(&w, baseFams, expfmt.NewFormat(expfmt.TypeTextPlain))
+	writeMetrics(tw, &snap, false)
+	if err := tw.finish(); err != nil {
+		t.Fatal(err)
+	}
+	all := prometheus.NewPedanticRegistry()
+	all.MustRegister(snapshotMetrics{snap: &snap})
+	want, err := prometheus.Gatherers{base, all}.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := parseText(t, w.Bytes())
+	if diff := cmp.Diff(string(familiesText(t, want)), string(familiesText(t, got))); diff != "" {
+		t.Errorf("merged text differs from one registry's (-registry +text):\n%s", diff)
+	}
+	var names []string // in the order written
+	for _, line := range strings.Split(w.String(), "\n") {
+		if rest, ok := strings.CutPrefix(line, "# TYPE "); ok {
+			names = append(names, strings.Fields(rest)[0])
+		}
+	}
+	if !slices.IsSorted(names) || len(names) != len(got) {
+		t.Errorf("families not in name order: %v", names)
+	}
+	if w.Len() < 4*textFlushSize || w.largest > textFlushSize+4<<10 {
+		t.Errorf("%d bytes written, largest write %d bytes, want several of at most %d", w.Len(), w.largest, textFlushSize+4<<10)
+	}
+}
+
+// largestWriteBuffer keeps what is written and the largest single write.
+type largestWriteBuffer struct {
+	bytes.Buffer
+	largest int
+}
+
+func (c *largestWriteBuffer) Write(p []byte) (int, error) {
+	c.largest = max(c.largest, len(p))
+	return c.Buffer.Write(p)
 }
 
 // The text writer and the constant metrics give the same families, HELP,
@@ -112,11 +206,10 @@ func TestTextSinkMatchesConstMetrics(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ts := newTextSink(nil)
-			writeMetrics(ts, tc.snap, tc.withSandbox)
-			own, _ := ts.families()
 			var buf bytes.Buffer
-			if err := writeMerged(&buf, own, nil, expfmt.NewFormat(expfmt.TypeTextPlain)); err != nil {
+			tw := newTextWriter(&buf, nil, expfmt.NewFormat(expfmt.TypeTextPlain))
+			writeMetrics(tw, tc.snap, tc.withSandbox)
+			if err := tw.finish(); err != nil {
 				t.Fatal(err)
 			}
 			got := parseText(t, buf.Bytes())
