@@ -231,9 +231,9 @@ func (r *memReader) kmemLimit() {
 	if r.fs.absent[optKmemLimit].Load() {
 		return
 	}
-	ino, inoErr := r.dir.ino()
-	if inoErr == nil {
-		if v, unlimited, ok := r.fs.kmem.get(r.dir.path, ino); ok {
+	id, idErr := r.dir.id()
+	if idErr == nil {
+		if v, unlimited, ok := r.fs.kmem.get(id); ok {
 			if !unlimited {
 				r.m.KmemLimit = r.vals.ptr(v)
 			}
@@ -252,8 +252,8 @@ func (r *memReader) kmemLimit() {
 	case !unlimited:
 		r.m.KmemLimit = r.vals.ptr(v)
 	}
-	if inoErr == nil {
-		r.fs.kmem.put(r.dir.path, ino, v, unlimited)
+	if idErr == nil {
+		r.fs.kmem.put(id, v, unlimited)
 	}
 }
 

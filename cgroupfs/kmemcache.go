@@ -6,41 +6,49 @@ import "sync"
 // is the 3.10-era leak trigger: runc sets it when it creates the cgroup and
 // nothing changes it afterwards, so reading it on every scrape cost one file
 // (~4 us) per cgroup for a value that does not move. An entry is keyed by
-// path and checked against the directory's inode, so a cgroup removed and
-// created again under the same path is read afresh; Prune drops the
-// entries of cgroups not read since the previous Prune.
+// the directory's identity, not its path: a cgroup removed and created
+// again under the same path is read afresh, and the cache holds no path
+// strings (keyed by path it kept 0.9 MB live at 1000 pods). Prune drops
+// the entries of cgroups not read since the previous Prune.
 type kmemCache struct {
 	mu      sync.Mutex
-	entries map[string]kmemEntry
+	entries map[dirID]kmemEntry
 	gen     uint64
 }
 
+// dirID identifies a cgroup directory for the life of the boot: its inode
+// (kernfs numbers carry a generation on 64-bit kernels) and the change time
+// set at mkdir, which tells a reused 32-bit inode number apart.
+type dirID struct {
+	ino   uint64
+	ctime int64 // ns
+}
+
 type kmemEntry struct {
-	ino       uint64
 	limit     uint64
 	unlimited bool
 	used      uint64 // gen of the last get or put
 }
 
-func (c *kmemCache) get(path string, ino uint64) (limit uint64, unlimited, ok bool) {
+func (c *kmemCache) get(id dirID) (limit uint64, unlimited, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e, found := c.entries[path]
-	if !found || e.ino != ino {
+	e, found := c.entries[id]
+	if !found {
 		return 0, false, false
 	}
 	e.used = c.gen
-	c.entries[path] = e
+	c.entries[id] = e
 	return e.limit, e.unlimited, true
 }
 
-func (c *kmemCache) put(path string, ino, limit uint64, unlimited bool) {
+func (c *kmemCache) put(id dirID, limit uint64, unlimited bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.entries == nil {
-		c.entries = map[string]kmemEntry{}
+		c.entries = map[dirID]kmemEntry{}
 	}
-	c.entries[path] = kmemEntry{ino: ino, limit: limit, unlimited: unlimited, used: c.gen}
+	c.entries[id] = kmemEntry{limit: limit, unlimited: unlimited, used: c.gen}
 }
 
 // prune drops the entries not used since the previous prune.

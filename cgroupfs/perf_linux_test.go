@@ -168,11 +168,20 @@ func TestRealKernelKmemLimitCache(t *testing.T) {
 		}
 		return &v
 	}
-	entry := func() (kmemEntry, bool) {
+	entry := func() (dirID, kmemEntry, bool) {
+		d, err := openDir(fs.abs(cg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.close()
+		id, err := d.id()
+		if err != nil {
+			t.Fatal(err)
+		}
 		fs.kmem.mu.Lock()
 		defer fs.kmem.mu.Unlock()
-		e, ok := fs.kmem.entries[fs.abs(cg)]
-		return e, ok
+		e, ok := fs.kmem.entries[id]
+		return id, e, ok
 	}
 	read := func() Memory {
 		m := fs.MemoryFields(cg, FieldKmemLimit)
@@ -185,12 +194,12 @@ func TestRealKernelKmemLimitCache(t *testing.T) {
 		return m
 	}
 	read()
-	first, ok := entry()
+	firstID, first, ok := entry()
 	if !ok {
 		t.Fatal("kmem limit not cached after the first read")
 	}
 	read()
-	if again, _ := entry(); again != first {
+	if _, again, _ := entry(); again != first {
 		t.Fatalf("cache entry changed on a plain re-read: %+v -> %+v", first, again)
 	}
 	if err := os.Remove(fs.abs(cg)); err != nil {
@@ -200,19 +209,22 @@ func TestRealKernelKmemLimitCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	read()
-	recreated, _ := entry()
-	if recreated.ino == first.ino {
-		t.Fatalf("a cgroup made again under %s kept the old inode %d: cache cannot tell them apart", cg, first.ino)
+	recreatedID, _, ok := entry()
+	if recreatedID == firstID || !ok {
+		t.Fatalf("a cgroup made again under %s has the old identity %+v (cached: %v): cache cannot tell them apart", cg, firstID, ok)
+	}
+	if n := len(fs.kmem.entries); n != 2 {
+		t.Fatalf("%d cache entries after a cgroup was made again, want 2 (old and new)", n)
 	}
 	fs.Prune() // read in this pass: kept
-	if _, ok := entry(); !ok {
+	if _, _, ok := entry(); !ok {
 		t.Fatal("Prune dropped a cgroup read in this pass")
 	}
 	fs.Prune() // not read since: dropped
-	if _, ok := entry(); ok {
+	if _, _, ok := entry(); ok {
 		t.Fatal("Prune kept a cgroup not read since the previous Prune")
 	}
-	t.Logf("kmem limit %v, cached by inode %d, then %d once made again", ptrVal(kernel()), first.ino, recreated.ino)
+	t.Logf("kmem limit %v, cached by %+v, then %+v once made again", ptrVal(kernel()), firstID, recreatedID)
 }
 
 // TestRealKernelPodMemory proves that reading containers relative to the

@@ -96,12 +96,12 @@ func openatZ(dirfd int, name []byte, flags int) (int, error) {
 // ino is the inode number of the cgroup directory: unique per cgroup for
 // the boot (kernfs ids are not reused), so it tells a cgroup from one
 // created again under the same path. fstat of an O_PATH fd costs ~0.3 us.
-func (d cgDir) ino() (uint64, error) {
+func (d cgDir) id() (dirID, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(d.fd, &st); err != nil {
-		return 0, &fs.PathError{Op: "fstat", Path: d.path, Err: err}
+		return dirID{}, &fs.PathError{Op: "fstat", Path: d.path, Err: err}
 	}
-	return st.Ino, nil
+	return dirID{ino: st.Ino, ctime: st.Ctim.Nano()}, nil
 }
 
 func readPath(path string, buf *[]byte) ([]byte, error) {

@@ -38,7 +38,7 @@ func (d cgDir) read(name fileName, buf *[]byte) ([]byte, error) {
 }
 
 // ino is unsupported off Linux, so nothing is cached there.
-func (d cgDir) ino() (uint64, error) { return 0, errors.ErrUnsupported }
+func (d cgDir) id() (dirID, error) { return dirID{}, errors.ErrUnsupported }
 
 func readPath(path string, buf *[]byte) ([]byte, error) {
 	f, err := os.Open(path)
