@@ -157,14 +157,19 @@ func (g registryGatherer) Gather() ([]*dto.MetricFamily, error) {
 	return all, baseErr
 }
 
-// snapshotFamilies returns the current snapshot's families, built once per
-// snapshot for the scrapes in flight. It builds under the lock: scrapes of
-// the same snapshot wait for it rather than build their own.
+// snapshotFamilies returns the current snapshot's families.
 func (h *metricsHandler) snapshotFamilies() ([]*dto.MetricFamily, error) {
 	snap, err := h.exporter.snapshot()
 	if err != nil {
 		return gatherOnce(failedCollection{})
 	}
+	return h.familiesOf(snap)
+}
+
+// familiesOf returns snap's families, built once per snapshot for the
+// scrapes in flight. It builds under the lock: scrapes of the same
+// snapshot wait for it rather than build their own.
+func (h *metricsHandler) familiesOf(snap *Snapshot) ([]*dto.MetricFamily, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if fams, ok := h.families[snap]; ok {
