@@ -13,6 +13,8 @@ import (
 
 // collectShm measures every tmpfs each pod can write to: what its
 // containers have at /dev/shm, and its memory emptyDirs mounted elsewhere.
+// Mounts known from earlier scrapes are statfs'd at their host paths all
+// at once (shmscan.StatHosts), then each pod gets its verdict.
 func (c *Collector) collectShm(col *collection) error {
 	if c.shm == nil {
 		return nil
@@ -23,65 +25,96 @@ func (c *Collector) collectShm(col *collection) error {
 		c.logOnce("refresh:"+err.Error(), "cannot read the host mount table", zap.Error(err))
 		col.snap.ReadErrors["mountinfo"]++
 	}
+	var pending []pendingStat
 	for i := range col.snap.Pods {
-		c.podShm(col, &col.snap.Pods[i], col.src[i])
+		pending = c.podShm(col, i, pending)
+	}
+	c.statPending(col, pending)
+	for i := range col.snap.Pods {
+		p := &col.snap.Pods[i]
+		meta, _ := c.podMeta(p.UID)
+		p.Shm = dropSandboxOnly(p.Shm)
+		for j := range p.Shm {
+			applyVerdict(&p.Shm[j], p, meta)
+		}
+		p.Binding, p.Headroom = podVerdict(p)
 	}
 	col.snap.StuckMounts = c.shm.Stuck()
 	return nil
 }
 
-func (c *Collector) podShm(col *collection, p *Pod, src *cgroupfs.Pod) {
-	meta, _ := c.podMeta(p.UID)
+// pendingStat is a shm of a pod still to be statfs'd at its host path.
+type pendingStat struct {
+	pod, shm int // indexes in the snapshot's Pods and that pod's Shm
+	mount    shmscan.Mount
+}
+
+// statPending statfs's the pending mounts in one batch and fills in their
+// usage.
+func (c *Collector) statPending(col *collection, pending []pendingStat) {
+	mounts := make([]shmscan.Mount, len(pending))
+	for i, ps := range pending {
+		mounts[i] = ps.mount
+	}
+	for i, r := range c.shm.StatHosts(mounts) {
+		p := &col.snap.Pods[pending[i].pod]
+		setUsage(p, &p.Shm[pending[i].shm], r.Usage, r.Err)
+	}
+}
+
+// podShm adds the pod's shm mounts, measured or pending, to its Shm.
+func (c *Collector) podShm(col *collection, pod int, pending []pendingStat) []pendingStat {
+	p, src := &col.snap.Pods[pod], col.src[pod]
 	byDevice := map[string]int{} // device -> index in p.Shm
 	paths := containerPaths(src)
 	for i := range p.Containers {
 		ct := &p.Containers[i]
-		c.containerShm(col, p, ct, paths[ct.ID], byDevice)
+		pending = c.containerShm(col, pod, ct, paths[ct.ID], byDevice, pending)
 	}
 	if p.UID != "" {
 		for _, m := range c.shm.MemoryEmptyDirs(p.UID) {
 			if _, dup := byDevice[m.Device]; dup {
 				continue
 			}
-			u, err := c.shm.StatHost(m)
 			byDevice[m.Device] = len(p.Shm)
-			p.Shm = append(p.Shm, c.newShm(p, m, u, err))
+			pending = append(pending, pendingStat{pod: pod, shm: len(p.Shm), mount: m})
+			p.Shm = append(p.Shm, newShm(m))
 		}
 	}
-	p.Shm = dropSandboxOnly(p.Shm)
-	for i := range p.Shm {
-		applyVerdict(&p.Shm[i], p, meta)
-	}
-	p.Binding, p.Headroom = podVerdict(p)
+	return pending
 }
 
 // containerShm adds what one container has at /dev/shm to the pod, once
 // per tmpfs: containers sharing one tmpfs share one Shm.
-func (c *Collector) containerShm(col *collection, p *Pod, ct *Container, cgPath string, byDevice map[string]int) {
+func (c *Collector) containerShm(col *collection, pod int, ct *Container, cgPath string, byDevice map[string]int, pending []pendingStat) []pendingStat {
+	p := &col.snap.Pods[pod]
 	cm, fresh, err := c.containerMount(cgPath, col.epoch)
 	if err != nil {
 		p.readErrs = append(p.readErrs, readError{field: "shm", path: cgPath, err: err})
 		p.Errors = append(p.Errors, fmt.Sprintf("shm of container %s: %v", ct.Name, err))
-		return
+		return pending
 	}
 	ct.Sandbox = ct.Sandbox || cm.sandbox
 	if !cm.ok {
-		return
+		return pending
 	}
 	if i, dup := byDevice[cm.mount.Device]; dup {
 		if !ct.Sandbox {
 			p.Shm[i].Containers = append(p.Shm[i].Containers, ct.Name)
 			p.Shm[i].sandboxOnly = false
 		}
-		return
+		return pending
 	}
-	var u shmscan.Usage
-	if fresh.ok {
-		u, err = fresh.usage, fresh.err
-	} else {
-		u, err = c.statContainerMount(cgPath, cm.mount)
+	s := newShm(cm.mount)
+	switch {
+	case fresh.ok:
+		setUsage(p, &s, fresh.usage, fresh.err)
+	case cm.mount.HostPath != "":
+		pending = append(pending, pendingStat{pod: pod, shm: len(p.Shm), mount: cm.mount})
+	default:
+		u, err := c.statThroughContainer(cgPath)
+		setUsage(p, &s, u, err)
 	}
-	s := c.newShm(p, cm.mount, u, err)
 	if ct.Sandbox {
 		// The runtime mounts the sandbox's shm in the pause container
 		// too; only app containers make it a pod's shm. Keep it aside
@@ -92,6 +125,7 @@ func (c *Collector) containerShm(col *collection, p *Pod, ct *Container, cgPath 
 	}
 	byDevice[cm.mount.Device] = len(p.Shm)
 	p.Shm = append(p.Shm, s)
+	return pending
 }
 
 // dropSandboxOnly removes the shm that only the pause container has at
@@ -139,12 +173,9 @@ func (c *Collector) containerMount(cgPath string, epoch uint64) (cachedMount, fr
 	return cm, freshUsage{ok: ok, usage: u, err: err}, nil
 }
 
-// statContainerMount statfs's a known mount: at its host path when the host
-// table has it, else through one of the container's processes.
-func (c *Collector) statContainerMount(cgPath string, m shmscan.Mount) (shmscan.Usage, error) {
-	if m.HostPath != "" {
-		return c.shm.StatHost(m)
-	}
+// statThroughContainer statfs's the /dev/shm of a container whose mount
+// is not in the host table, through one of its processes.
+func (c *Collector) statThroughContainer(cgPath string) (shmscan.Usage, error) {
 	pids, err := c.fs.Procs(cgPath)
 	if err != nil {
 		return shmscan.Usage{}, fmt.Errorf("list processes of %s: %w", cgPath, err)
@@ -156,15 +187,18 @@ func (c *Collector) statContainerMount(cgPath string, m shmscan.Mount) (shmscan.
 	return u, err
 }
 
-func (c *Collector) newShm(p *Pod, m shmscan.Mount, u shmscan.Usage, err error) Shm {
-	s := Shm{Source: string(m.Source), Volume: m.Volume, Device: m.Device, HostPath: m.HostPath}
+func newShm(m shmscan.Mount) Shm {
+	return Shm{Source: string(m.Source), Volume: m.Volume, Device: m.Device, HostPath: m.HostPath}
+}
+
+// setUsage fills in a statfs of s, or its error.
+func setUsage(p *Pod, s *Shm, u shmscan.Usage, err error) {
 	if err != nil {
-		p.readErrs = append(p.readErrs, readError{field: "statfs", path: m.Device + " " + m.HostPath, err: err})
+		p.readErrs = append(p.readErrs, readError{field: "statfs", path: s.Device + " " + s.HostPath, err: err})
 		s.Error = err.Error()
-		return s
+		return
 	}
 	s.Size, s.Used, s.Available = usagePtrs(u)
-	return s
 }
 
 func containerPaths(src *cgroupfs.Pod) map[string]string {

@@ -72,6 +72,8 @@ func BenchmarkReadParseContainerTable(b *testing.B) {
 // BenchmarkStatHost is the steady-state statfs of a known host mount,
 // through the timeout hand-off; BenchmarkMeasureAtDirect is the same
 // work in the caller's goroutine: the difference is the hand-off's cost.
+// BenchmarkStatHosts is the same mount 100 times in one StatHosts, per
+// mount: one hand-off and one open host root for all of them.
 func BenchmarkStatHost(b *testing.B) {
 	requireRoot(b)
 	s, m := benchHostMount(b)
@@ -81,6 +83,24 @@ func BenchmarkStatHost(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+func BenchmarkStatHosts(b *testing.B) {
+	requireRoot(b)
+	s, m := benchHostMount(b)
+	ms := make([]Mount, 100)
+	for i := range ms {
+		ms[i] = m
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, r := range s.StatHosts(ms) {
+			if r.Err != nil {
+				b.Fatal(r.Err)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(ms)), "ns/mount")
 }
 
 func BenchmarkMeasureAtDirect(b *testing.B) {

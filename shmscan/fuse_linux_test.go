@@ -211,3 +211,73 @@ func TestFUSEStatfsStuck(t *testing.T) {
 		t.Errorf("FUSE server saw %d STATFS requests, want 2", n)
 	}
 }
+
+// StatHosts over tmpfs mounts around a FUSE mount that never answers:
+// each tmpfs is measured (the ones after the stuck mount by a new worker),
+// the stuck one fails with ErrStuck after one timeout, the whole call
+// waits about one timeout, and a second call fails the stuck mount at once
+// without a second STATFS while measuring the others again.
+func TestStatHostsAroundStuckMount(t *testing.T) {
+	requireRoot(t)
+	h, fuseDir, fuseDev := mountHungFS(t)
+	t.Cleanup(h.unblock)
+	base := t.TempDir()
+	var ms []Mount
+	sizes := []uint64{1, 2, 3, 4}
+	for i, mib := range sizes {
+		dir := base + "/shm" + itoa(i)
+		mountTmpfs(t, dir, 0, "size="+itoa(int(mib))+"m")
+		var stx unix.Statx_t
+		if err := unix.Statx(unix.AT_FDCWD, dir, 0, unix.STATX_TYPE, &stx); err != nil {
+			t.Fatal(err)
+		}
+		ms = append(ms, Mount{HostPath: dir, Device: itoa(int(stx.Dev_major)) + ":" + itoa(int(stx.Dev_minor))})
+	}
+	stuckAt := 2
+	ms = append(ms[:stuckAt], append([]Mount{{HostPath: fuseDir, Device: fuseDev}}, ms[stuckAt:]...)...)
+	ms = append(ms, Mount{HostPath: "relative/path"})
+	const timeout = 300 * time.Millisecond
+	s := NewScanner(Config{HostPID: os.Getpid(), StatfsTimeout: timeout})
+
+	check := func(round int, res []HostStat) {
+		t.Helper()
+		if len(res) != len(ms) {
+			t.Fatalf("round %d: %d results for %d mounts", round, len(res), len(ms))
+		}
+		tmpfs := 0
+		for i, r := range res {
+			switch {
+			case i == stuckAt:
+				if !errors.Is(r.Err, ErrStuck) {
+					t.Errorf("round %d: stuck FUSE mount: %v, want ErrStuck", round, r.Err)
+				}
+			case i == len(ms)-1:
+				if r.Err == nil || !strings.Contains(r.Err.Error(), "relative/path") {
+					t.Errorf("round %d: relative host path: %v, want an error naming it", round, r.Err)
+				}
+			default:
+				want := sizes[tmpfs] << 20
+				tmpfs++
+				if r.Err != nil || r.Usage.SizeBytes != want || r.Usage.UsedBytes != 0 {
+					t.Errorf("round %d: %s = %+v, %v; want size %d, used 0", round, ms[i].HostPath, r.Usage, r.Err, want)
+				}
+			}
+		}
+	}
+	start := time.Now()
+	check(1, s.StatHosts(ms))
+	if d := time.Since(start); d < timeout || d > 3*timeout {
+		t.Errorf("first call took %v, want about one timeout (%v)", d, timeout)
+	}
+	start = time.Now()
+	check(2, s.StatHosts(ms))
+	if d := time.Since(start); d >= timeout {
+		t.Errorf("second call took %v: it waited on a known-stuck mount", d)
+	}
+	if n := h.statfs.Load(); n != 1 {
+		t.Errorf("FUSE server saw %d STATFS requests, want 1", n)
+	}
+	if got := s.Stuck(); len(got) != 1 || got[0] != fuseDev {
+		t.Errorf("Stuck() = %v, want [%s]", got, fuseDev)
+	}
+}

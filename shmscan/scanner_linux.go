@@ -322,24 +322,10 @@ func (s *Scanner) MemoryEmptyDirs(podUID string) []Mount {
 // StatHost statfs's a host mount through <proc>/<HostPID>/root/<HostPath>
 // with the timeout. When m.Device is set, a different filesystem at that path
 // (the mount went away) fails with ErrMountChanged instead of measuring the
-// parent filesystem.
+// parent filesystem. StatHosts measures many at less cost.
 func (s *Scanner) StatHost(m Mount) (Usage, error) {
-	rel, err := hostRel(m.HostPath)
-	if err != nil {
-		return Usage{}, err
-	}
-	key := m.Device
-	if key == "" {
-		key = m.HostPath
-	}
-	r := s.measure(key, s.procPath(s.cfg.HostPID, "root"), rel)
-	if r.err != nil {
-		return Usage{}, r.err
-	}
-	if m.Device != "" && r.device != m.Device {
-		return Usage{}, fmt.Errorf("%s: device %s, expected %s: %w", m.HostPath, r.device, m.Device, ErrMountChanged)
-	}
-	return r.usage, nil
+	r := s.StatHosts([]Mount{m})[0]
+	return r.Usage, r.Err
 }
 
 // hostRel turns a host mount point into a path relative to the host root,

@@ -97,12 +97,17 @@ func (s *Scanner) Stuck() []string {
 // ask a network or FUSE server) and statfs of what it found. O_PATH does not
 // open the file itself, so the only call that reaches the filesystem is fstatfs.
 func measureAt(root, rel string) fsResult {
-	path := root + "/" + rel
 	rootFD, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fsResult{err: fmt.Errorf("open %s: %w", root, err)}
 	}
 	defer unix.Close(rootFD)
+	return measureIn(rootFD, root, rel)
+}
+
+// measureIn is measureAt with root already open as rootFD.
+func measureIn(rootFD int, root, rel string) fsResult {
+	path := root + "/" + rel
 	fd, err := unix.Openat2(rootFD, rel, &unix.OpenHow{
 		Flags:   unix.O_PATH | unix.O_CLOEXEC,
 		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
