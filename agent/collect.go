@@ -251,7 +251,8 @@ func (c *Collector) readPod(col *collection, cp *cgroupfs.Pod) (Pod, bool) {
 		return Pod{}, false
 	}
 	col.noteKmem(cp.Path, mem)
-	p := Pod{UID: cp.UID, QOS: string(cp.QOS), Cgroup: cp.Path, Memory: memoryOf(mem), DyingMemcg: mem.DyingDescendants,
+	vals := newValues(len(cp.Containers))
+	p := Pod{UID: cp.UID, QOS: string(cp.QOS), Cgroup: cp.Path, Memory: vals.memory(mem), DyingMemcg: vals.keep(mem.DyingDescendants),
 		Shm: []Shm{}, Containers: []Container{}}
 	p.Errors = p.noteFieldErrors(mem.Errors)
 	meta, hasMeta := c.podMeta(cp.UID)
@@ -275,7 +276,7 @@ func (c *Collector) readPod(col *collection, cp *cgroupfs.Pod) (Pod, bool) {
 			// /var/log/containers links list none, and the pause check
 			// of the shm phase decides then.
 			Sandbox: hasMeta && len(meta.Containers) > 0 && meta.Containers[ct.ID] == "",
-			Memory:  memoryOf(cm), OOMKills: cm.OOMKills, LimitHits: cm.LimitHits,
+			Memory:  vals.memory(cm), OOMKills: vals.keep(cm.OOMKills), LimitHits: vals.keep(cm.LimitHits),
 			Errors: p.noteFieldErrors(cm.Errors),
 		})
 	}

@@ -114,7 +114,7 @@ type memReader struct {
 	want Fields
 	buf  *[]byte
 	vals *memVals
-	m    *Memory
+	m    Memory // a value, so that it stays on the stack (the result is copied out)
 }
 
 // Memory reads all of one cgroup's memory files; path is relative to
@@ -176,16 +176,16 @@ func (fs *FS) memoryAt(parent cgDir, name, dirPath string, want Fields) Memory {
 
 // readMemory reads the files behind want of the open cgroup directory d.
 func (fs *FS) readMemory(d cgDir, want Fields) Memory {
-	var m Memory
 	d.seq = fs.seqFiles
 	buf := getBuf()
 	defer putBuf(buf)
-	r := memReader{fs: fs, dir: d, want: want, buf: buf, vals: new(memVals), m: &m}
+	r := memReader{fs: fs, dir: d, want: want, buf: buf, vals: new(memVals)}
 	if fs.v1() {
 		r.readV1()
 	} else {
 		r.readV2()
 	}
+	m := r.m
 	if m.Usage != nil && m.InactiveFile != nil {
 		ws := uint64(0)
 		if *m.Usage > *m.InactiveFile {
@@ -428,7 +428,7 @@ func (r *memReader) events() {
 	if !ok {
 		return
 	}
-	m, vals := r.m, r.vals
+	m, vals := &r.m, r.vals
 	err := forEachKV(data, func(k []byte, v uint64) {
 		switch string(k) {
 		case "max":
@@ -451,7 +451,7 @@ func (r *memReader) cgroupStat() {
 	if !ok {
 		return
 	}
-	m, vals := r.m, r.vals
+	m, vals := &r.m, r.vals
 	err := forEachKV(data, func(k []byte, v uint64) {
 		if string(k) == "nr_dying_descendants" {
 			m.DyingDescendants = vals.ptr(v)

@@ -3,6 +3,7 @@ package cgroupfs
 import (
 	"fmt"
 	"io/fs"
+	"strings"
 	"time"
 	"unsafe"
 
@@ -31,9 +32,16 @@ func openDir(path string) (cgDir, error) {
 // openDirAt opens the cgroup directory name below parent; path is its
 // absolute path, kept for errors.
 func openDirAt(parent cgDir, name, path string) (cgDir, error) {
-	fd, err := retryEINTR(func() (int, error) {
-		return unix.Openat(parent.fd, name, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
-	})
+	const flags = unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC | unix.O_NOFOLLOW
+	var fd int
+	var err error
+	var z [unix.NAME_MAX + 1]byte // the name NUL-terminated on the stack: unix.Openat copies it to the heap
+	if len(name) < len(z) && strings.IndexByte(name, 0) < 0 {
+		copy(z[:], name)
+		fd, err = openatZ(parent.fd, z[:len(name)+1], flags)
+	} else {
+		fd, err = unix.Openat(parent.fd, name, flags, 0) // fails: too long, or a NUL
+	}
 	if err != nil {
 		return cgDir{fd: -1}, &fs.PathError{Op: "open", Path: path, Err: err}
 	}
@@ -93,9 +101,9 @@ func openatZ(dirfd int, name []byte, flags int) (int, error) {
 	}
 }
 
-// ino is the inode number of the cgroup directory: unique per cgroup for
-// the boot (kernfs ids are not reused), so it tells a cgroup from one
-// created again under the same path. fstat of an O_PATH fd costs ~0.3 us.
+// id is the identity of the cgroup directory (see dirID): it tells a
+// cgroup from one created again under the same path. fstat of an O_PATH
+// fd costs ~0.3 us.
 func (d cgDir) id() (dirID, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(d.fd, &st); err != nil {
