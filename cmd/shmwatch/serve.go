@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -48,18 +47,7 @@ func newServeCmd(app *kingpin.Application, f *nodeFlags) *serveCmd {
 	return s
 }
 
-// serveGCPercent is the agent's GOGC unless the environment sets one. Its
-// heap is one scrape's garbage over a small live set: at 100 the heap goal
-// is twice the live set at mark, and RSS at 1000 pods was 32.4 MiB (median
-// of 20 scrapes a second apart); at 50, 30.0 MiB for ~3.5 % more CPU per
-// scrape (docs/performance.md). VictoriaMetrics' agents make the same
-// trade at 30.
-const serveGCPercent = 50
-
 func (s *serveCmd) run(log *zap.Logger) int {
-	if _, set := os.LookupEnv("GOGC"); !set {
-		debug.SetGCPercent(serveGCPercent)
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	// Metrics export neither peak memory nor, by default, sandbox cgroups:
@@ -99,10 +87,14 @@ func (s *serveCmd) mux(col *agent.Collector, ready *atomic.Bool, log *zap.Logger
 	base.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	exporter := agent.NewExporter(col, s.scrapeTimeout, s.sandbox)
 	mux := http.NewServeMux()
-	mux.Handle(s.telemetryPath, exporter.Handler(base, promhttp.HandlerOpts{
+	metrics := exporter.Handler(base, promhttp.HandlerOpts{
 		ErrorHandling: promhttp.ContinueOnError,
 		ErrorLog:      zap.NewStdLog(log),
-	}))
+	})
+	if _, set := os.LookupEnv("GOGC"); !set {
+		metrics = tuneGCAfter(metrics, newGCTuner())
+	}
+	mux.Handle(s.telemetryPath, metrics)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !ready.Load() {
