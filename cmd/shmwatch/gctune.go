@@ -44,8 +44,11 @@ func newGCTuner() *gcTuner {
 }
 
 // adjust reads the live heap marked by the last GC and sets GOGC when the
-// heap crossed a threshold.
+// heap crossed a threshold. A nil tuner does nothing.
 func (t *gcTuner) adjust() {
+	if t == nil {
+		return
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	metrics.Read(t.sample)
@@ -69,8 +72,12 @@ func (t *gcTuner) apply(live uint64) {
 	}
 }
 
-// tuneGCAfter runs the tuner after every request h serves.
+// tuneGCAfter runs the tuner after every request h serves; with no tuner
+// it returns h.
 func tuneGCAfter(h http.Handler, t *gcTuner) http.Handler {
+	if t == nil {
+		return h
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.ServeHTTP(w, r)
 		t.adjust()

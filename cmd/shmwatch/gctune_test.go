@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+	"net/http"
 	"runtime"
 	"runtime/metrics"
 	"testing"
@@ -37,12 +39,23 @@ func TestGCTunerThresholds(t *testing.T) {
 func TestGCTunerReadsLiveHeap(t *testing.T) {
 	tu := newGCTuner()
 	tu.set = func(int) int { return 0 } // leave this test binary's GOGC alone
-	runtime.GC() // the metric is the heap marked live by the last GC
+	runtime.GC()                        // the metric is the heap marked live by the last GC
 	tu.adjust()
 	if k := tu.sample[0].Value.Kind(); k != metrics.KindUint64 {
 		t.Fatalf("/gc/heap/live:bytes has kind %v, want KindUint64: the tuner would never act", k)
 	}
 	if live := tu.sample[0].Value.Uint64(); live == 0 {
 		t.Fatal("/gc/heap/live:bytes reads 0")
+	}
+}
+
+// With GOGC in the environment there is no tuner: nothing runs after a
+// scrape and adjusting is a no-op.
+func TestGCTunerOff(t *testing.T) {
+	var off *gcTuner
+	off.adjust() // must not panic
+	h := http.NotFoundHandler()
+	if got := tuneGCAfter(h, off); fmt.Sprintf("%p", got) != fmt.Sprintf("%p", h) {
+		t.Error("tuneGCAfter wrapped the handler without a tuner")
 	}
 }
