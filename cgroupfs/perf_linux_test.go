@@ -274,3 +274,52 @@ func TestRealKernelPodMemory(t *testing.T) {
 		t.Errorf("unit that is its own container: limit %s, errors %v", ptrVal(ctrs[0].Limit), ctrs[0].Errors)
 	}
 }
+
+// On a cgroup file system read goes around the scheduler (rawSys) and
+// trusts a short read as the end. Through both paths, with a buffer that
+// holds the file and with one that it overflows (read to EOF), every
+// memory file of a real cgroup reads as os.ReadFile reads it; a missing
+// file fails with fs.ErrNotExist and its path.
+func TestRealKernelRawRead(t *testing.T) {
+	fsys := realFS(t)
+	if !fsys.seqFiles {
+		t.Skip("memory root is not a cgroup file system")
+	}
+	tr := newTestTree(t, fsys)
+	d, err := openDir(fsys.abs(tr.root))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.close()
+	names := []fileName{nameStat, nameLimitV1, nameUsageV1, nameMax, nameCurrent, nameEvents}
+	read := 0
+	for _, seq := range []bool{false, true} {
+		d.seq = seq
+		for _, name := range names {
+			want, wantErr := os.ReadFile(d.path + "/" + name.s)
+			if wantErr != nil { // v1 or v2 only: the other's files are absent
+				if _, err := d.read(name, &[]byte{}); !errors.Is(err, iofs.ErrNotExist) || !strings.Contains(err.Error(), name.s) {
+					t.Errorf("seq=%v %s: %v, want a not-exist error naming it", seq, name.s, err)
+				}
+				continue
+			}
+			for _, size := range []int{16 << 10, 7} {
+				buf := make([]byte, 0, size)
+				got, err := d.read(name, &buf)
+				if err != nil {
+					t.Fatalf("seq=%v %s, %d-byte buffer: %v", seq, name.s, size, err)
+				}
+				if name.s != nameStat.s && name.s != nameEvents.s && string(got) != string(want) { // stat and events move
+					t.Errorf("seq=%v %s, %d-byte buffer: %q, want %q", seq, name.s, size, got, want)
+				}
+				if len(got) < 2 || got[len(got)-1] != '\n' {
+					t.Errorf("seq=%v %s, %d-byte buffer: %q is not whole", seq, name.s, size, got)
+				}
+				read++
+			}
+		}
+	}
+	if read < 8 {
+		t.Errorf("only %d reads compared", read)
+	}
+}
