@@ -80,7 +80,6 @@ func (h *metricsHandler) end() {
 // accepts it. Base gathering errors are logged and the rest is served,
 // like promhttp.ContinueOnError.
 func (h *metricsHandler) serveText(w http.ResponseWriter, r *http.Request, format expfmt.Format) {
-	snap, snapErr := h.exporter.snapshot()
 	base, err := h.base.Gather()
 	if err != nil {
 		h.logf("gathering base metrics: %v", err)
@@ -97,11 +96,7 @@ func (h *metricsHandler) serveText(w http.ResponseWriter, r *http.Request, forma
 		out = gz
 	}
 	tw := newTextWriter(out, base, format)
-	if snapErr != nil {
-		writeFailedCollection(tw)
-	} else {
-		writeMetrics(tw, snap, h.exporter.withSandbox)
-	}
+	h.exporter.write(tw)
 	if err := tw.finish(); err != nil {
 		h.logf("writing metrics: %v", err)
 	}
