@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"go.uber.org/zap/zaptest"
 	v1 "k8s.io/api/core/v1"
 )
 
@@ -74,7 +73,7 @@ func TestDegradeAndRecover(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	p, err := Start(ctx, Config{
-		Kubeconfig: srv.kubeconfig(t), NodeName: node, LogRoot: logs.root(), Logger: zaptest.NewLogger(t),
+		Kubeconfig: srv.kubeconfig(t), NodeName: node, LogRoot: logs.root(), Logger: testLogger(t),
 		ProbeInterval: 200 * time.Millisecond, ProbeTimeout: time.Second, RestartAfter: time.Second,
 		LogsCacheTTL: 50 * time.Millisecond,
 	})

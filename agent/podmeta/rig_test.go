@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap/zaptest"
 	authv1 "k8s.io/api/authentication/v1"
 	v1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -56,7 +55,7 @@ func TestRigPodMetadata(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
 
-	p, err := Start(ctx, Config{Kubeconfig: kc, NodeName: node, LogRoot: "/var/log/pods", Logger: zaptest.NewLogger(t)})
+	p, err := Start(ctx, Config{Kubeconfig: kc, NodeName: node, LogRoot: "/var/log/pods", Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +168,7 @@ func TestRigForbiddenThenGranted(t *testing.T) {
 	saKubeconfig := writeTokenKubeconfig(t, kc, tok.Status.Token)
 
 	p, err := Start(ctx, Config{Kubeconfig: saKubeconfig, NodeName: node, LogRoot: "/var/log/pods",
-		Logger: zaptest.NewLogger(t), ProbeInterval: time.Second, RestartAfter: 3 * time.Second})
+		Logger: testLogger(t), ProbeInterval: time.Second, RestartAfter: 3 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
