@@ -103,7 +103,7 @@ func (s *Scanner) runHostJobs(jobs []hostJob, out []HostStat) []hostJob {
 		for k := 0; k < j; k++ {
 			out[jobs[k].index] = b.res[k]
 		}
-		out[jobs[j].index].Err = s.markStuck(jobs[j])
+		out[jobs[j].index].Err = s.markStuck(jobs[j].key, jobs[j].mount.HostPath)
 		return jobs[j+1:]
 	}
 }
@@ -153,28 +153,6 @@ func (s *Scanner) claim(key string) *flight {
 	f := &flight{done: make(chan struct{})}
 	s.inflight[key] = f
 	return f
-}
-
-// land ends a claimed flight with its result, as fly does.
-func (s *Scanner) land(key string, f *flight, r fsResult) {
-	f.res = r
-	s.mu.Lock()
-	delete(s.inflight, key)
-	delete(s.stuck, key)
-	s.mu.Unlock()
-	close(f.done)
-}
-
-// markStuck skips job's mount until its statfs returns. A statfs that
-// returned after the caller's last look is not marked: it took the
-// timeout anyway, so the job still fails, but nothing would unmark it.
-func (s *Scanner) markStuck(job hostJob) error {
-	s.mu.Lock()
-	if _, stuck := s.stuck[job.key]; !stuck && s.inflight[job.key] != nil {
-		s.stuck[job.key] = stuckMount{path: job.mount.HostPath, since: time.Now()}
-	}
-	s.mu.Unlock()
-	return fmt.Errorf("statfs %s (%s): timed out after %s: %w", job.mount.HostPath, job.key, s.cfg.StatfsTimeout, ErrStuck)
 }
 
 // hostStat checks a measurement of m as StatHost does.

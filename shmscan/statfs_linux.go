@@ -56,25 +56,36 @@ func (s *Scanner) measure(key, root, rel string) fsResult {
 		return f.res
 	case <-timer.C:
 	}
-	s.mu.Lock()
-	if s.inflight[key] == f {
-		if _, stuck := s.stuck[key]; !stuck {
-			s.stuck[key] = stuckMount{path: path, since: time.Now()}
-		}
-	}
-	s.mu.Unlock()
-	return fsResult{err: fmt.Errorf("statfs %s (%s): timed out after %s: %w", path, key, s.cfg.StatfsTimeout, ErrStuck)}
+	return fsResult{err: s.markStuck(key, path)}
 }
 
-// fly does the blocking work of a flight and, when it finally returns, forgets
-// that key was stuck.
+// fly does the blocking work of a flight and lands it.
 func (s *Scanner) fly(key string, f *flight, root, rel string) {
-	f.res = measureAt(root, rel)
+	s.land(key, f, measureAt(root, rel))
+}
+
+// land ends a flight with its result: callers waiting on it get r, and key
+// is no longer in flight nor stuck.
+func (s *Scanner) land(key string, f *flight, r fsResult) {
+	f.res = r
 	s.mu.Lock()
 	delete(s.inflight, key)
 	delete(s.stuck, key)
 	s.mu.Unlock()
 	close(f.done)
+}
+
+// markStuck skips key's mount (at path) until its statfs returns, and says
+// so. A statfs that returned after the caller's last look is not marked: it
+// took the timeout anyway, so the caller still fails, but nothing would
+// unmark it.
+func (s *Scanner) markStuck(key, path string) error {
+	s.mu.Lock()
+	if _, stuck := s.stuck[key]; !stuck && s.inflight[key] != nil {
+		s.stuck[key] = stuckMount{path: path, since: time.Now()}
+	}
+	s.mu.Unlock()
+	return fmt.Errorf("statfs %s (%s): timed out after %s: %w", path, key, s.cfg.StatfsTimeout, ErrStuck)
 }
 
 // Stuck lists the keys (device "major:minor", or the path when the device is
