@@ -32,6 +32,7 @@ type FS struct {
 
 	absent [numOptional]atomic.Bool
 	kmem   kmemCache
+	dirs   dirCache // the live-memcg walk's listings, between walks
 	// seqFiles is true when MemoryRoot is a cgroup file system, whose files
 	// are seq_files: a read shorter than the buffer returned all of it.
 	seqFiles bool

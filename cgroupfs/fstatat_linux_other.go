@@ -4,9 +4,9 @@ package cgroupfs
 
 import "golang.org/x/sys/unix"
 
-// fstatatZ is fstatat(2) without following symlinks; on these
-// architectures through unix.Fstatat (stat64 layouts differ).
-func fstatatZ(dirfd int, name []byte, st *unix.Stat_t) error {
+// fstatat is fstatat(2) without following symlinks; on these architectures
+// always through unix.Fstatat (stat64 layouts differ).
+func (fileSys) fstatat(dirfd int, name []byte, st *unix.Stat_t) error {
 	_, err := retryEINTR(func() (int, error) {
 		return 0, unix.Fstatat(dirfd, string(trimNUL(name)), st, unix.AT_SYMLINK_NOFOLLOW)
 	})

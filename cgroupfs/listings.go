@@ -49,8 +49,9 @@ func (r *listings) wants(dir string) bool {
 	return false
 }
 
+// keep records dir's subdirectories: sorted, as listDirs returns them, and
+// shared with the walk's dirCache, so never modified.
 func (r *listings) keep(dir string, names []string) {
-	sortStrings(names) // as listDirs: stable output
 	r.dirs[dir] = listing{names: names}
 }
 

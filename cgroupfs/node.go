@@ -204,7 +204,7 @@ func (fs *FS) countLive(v1 bool, rec *listings) (uint64, error, error) {
 	var errs []error
 	if v1 && isCgroupFS(fs.Hierarchy.MemoryRoot) {
 		rec.reset()
-		n, err := countDirsNlink(fs.Hierarchy.MemoryRoot, &errs, rec)
+		n, err := countDirsNlink(fs.Hierarchy.MemoryRoot, &errs, rec, &fs.dirs)
 		if err == nil && rec != nil {
 			rec.done = true
 		}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
 )
 
 // stableView keeps what two reads of an idle cgroup must agree on: limits,
@@ -62,7 +63,7 @@ func TestRealKernelNlinkCount(t *testing.T) {
 		t.Fatal(err, walkErrs)
 	}
 	var errs []error
-	fast, err := countDirsNlink(sub.Hierarchy.MemoryRoot, &errs, nil)
+	fast, err := countDirsNlink(sub.Hierarchy.MemoryRoot, &errs, nil, nil)
 	if err != nil || len(errs) > 0 {
 		t.Fatal(err, errs)
 	}
@@ -76,10 +77,10 @@ func TestRealKernelNlinkCount(t *testing.T) {
 	// the plain walk there too, up to cgroups others make meanwhile.
 	for try := 0; ; try++ {
 		var errs1, errs2 []error
-		before, _ := countDirsNlink(fs.Hierarchy.MemoryRoot, &errs1, nil)
+		before, _ := countDirsNlink(fs.Hierarchy.MemoryRoot, &errs1, nil, nil)
 		all := uint64(0)
 		_ = fs.walk(func(string, string, []os.DirEntry) { all++ }, &errs2)
-		after, _ := countDirsNlink(fs.Hierarchy.MemoryRoot, &errs1, nil)
+		after, _ := countDirsNlink(fs.Hierarchy.MemoryRoot, &errs1, nil, nil)
 		if before == all && all == after {
 			t.Logf("whole hierarchy: %d dirs by both counts", all)
 			break
@@ -322,4 +323,90 @@ func TestRealKernelRawRead(t *testing.T) {
 	if read < 8 {
 		t.Errorf("only %d reads compared", read)
 	}
+}
+
+// TestRealKernelDirCacheFollowsChanges proves the live-memcg walk's listing
+// cache on a real tree: after each change (a container replaced by another
+// under the same count, one added, one removed, a child made below a leaf,
+// a whole pod removed) the cached walk's count and pod-tree listings equal
+// an uncached walk's, an unchanged directory comes from the cache, and a
+// removed one leaves it.
+func TestRealKernelDirCacheFollowsChanges(t *testing.T) {
+	fs := realFS(t)
+	if fs.Hierarchy.Mode == ModeV2 || !isCgroupFS(fs.Hierarchy.MemoryRoot) {
+		t.Skip("the nlink walk is the v1 cgroup file system path")
+	}
+	tr := newTestTree(t, fs)
+	pod := func(i int) string { return fmt.Sprintf("%s/kubepods/burstable/pod%d", tr.root, i) }
+	for i := range 4 {
+		for c := range 2 {
+			tr.mkdir(fmt.Sprintf("%s/c%d", pod(i), c))
+		}
+	}
+	root := fs.abs(tr.root)
+	var known dirCache
+	walk := func(cache *dirCache) (uint64, map[string]listing) {
+		t.Helper()
+		rec := &listings{tops: []string{root}}
+		rec.reset()
+		var errs []error
+		n, err := countDirsNlink(root, &errs, rec, cache)
+		if err != nil || len(errs) > 0 {
+			t.Fatal(err, errs)
+		}
+		return n, rec.dirs
+	}
+	check := func(step string) map[string]listing {
+		t.Helper()
+		n, dirs := walk(&known)
+		wantN, wantDirs := walk(nil)
+		if n != wantN {
+			t.Fatalf("%s: cached walk counts %d dirs, uncached %d", step, n, wantN)
+		}
+		if diff := cmp.Diff(wantDirs, dirs, cmp.AllowUnexported(listing{})); diff != "" {
+			t.Fatalf("%s: listings (-uncached +cached):\n%s", step, diff)
+		}
+		return dirs
+	}
+	rmdir := func(p string) {
+		t.Helper()
+		if err := os.Remove(fs.abs(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	names := func(dirs map[string]listing, p string) []string { return dirs[fs.abs(p)].names }
+
+	first := check("first walk")
+	again := check("unchanged")
+	if a, b := names(first, pod(0)), names(again, pod(0)); len(a) != 2 || &a[0] != &b[0] {
+		t.Fatalf("unchanged pod listed again: %v then %v (want the cached slice)", a, b)
+	}
+
+	rmdir(pod(0) + "/c1")
+	tr.mkdir(pod(0) + "/c7") // same count, other name
+	if got := names(check("replaced"), pod(0)); !cmp.Equal(got, []string{"c0", "c7"}) {
+		t.Fatalf("replaced: pod0 listed as %v, want [c0 c7]", got)
+	}
+	tr.mkdir(pod(1) + "/c2")
+	check("added")
+	rmdir(pod(2) + "/c0")
+	check("removed")
+	tr.mkdir(pod(3) + "/c0/nested") // a leaf gets a child
+	check("child below a leaf")
+
+	var st unix.Stat_t
+	if err := unix.Stat(fs.abs(pod(1)), &st); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []string{"c0", "c1", "c2"} {
+		rmdir(pod(1) + "/" + c)
+	}
+	rmdir(pod(1))
+	if got := names(check("pod removed"), pod(1)); got != nil {
+		t.Fatalf("removed pod still listed: %v", got)
+	}
+	if _, ok := known.entries[statID(&st)]; ok {
+		t.Fatal("the removed pod's directory stayed in the cache")
+	}
+	t.Logf("%d directories cached after the last walk", len(known.entries))
 }

@@ -151,6 +151,28 @@ func (raw fileSys) read(fd int, p []byte) (int, error) {
 	}
 }
 
+func (raw fileSys) getdents(fd int, buf []byte) (int, error) {
+	if len(buf) == 0 {
+		return 0, unix.EINVAL
+	}
+	for {
+		var r uintptr
+		var e unix.Errno
+		if raw {
+			r, _, e = unix.RawSyscall(unix.SYS_GETDENTS64, uintptr(fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)))
+		} else {
+			r, _, e = unix.Syscall(unix.SYS_GETDENTS64, uintptr(fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)))
+		}
+		if e == unix.EINTR {
+			continue
+		}
+		if e != 0 {
+			return 0, e
+		}
+		return int(r), nil
+	}
+}
+
 func (raw fileSys) close(fd int) {
 	if raw {
 		unix.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0)
@@ -174,8 +196,10 @@ func (d cgDir) id() (dirID, error) {
 	if err := unix.Fstat(d.fd, &st); err != nil {
 		return dirID{}, &fs.PathError{Op: "fstat", Path: d.path, Err: err}
 	}
-	return dirID{ino: st.Ino, ctime: st.Ctim.Nano()}, nil
+	return statID(&st), nil
 }
+
+func statID(st *unix.Stat_t) dirID { return dirID{ino: st.Ino, ctime: st.Ctim.Nano()} }
 
 func readPath(path string, buf *[]byte) ([]byte, error) {
 	fd, err := retryEINTR(func() (int, error) { return unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0) })

@@ -18,9 +18,9 @@ const dirBufSize = 8 << 10
 
 // forEachDirent calls fn with the name (NUL-terminated, aliasing buf) of
 // every subdirectory entry of the open directory fd, "." and ".." excluded.
-func forEachDirent(fd int, path string, buf []byte, fn func(name []byte)) error {
+func forEachDirent(sys fileSys, fd int, path string, buf []byte, fn func(name []byte)) error {
 	for {
-		n, err := retryEINTR(func() (int, error) { return unix.Getdents(fd, buf) })
+		n, err := sys.getdents(fd, buf)
 		if err != nil {
 			return fmt.Errorf("%w: getdents %s: %w", ErrFileRead, path, err)
 		}
@@ -84,7 +84,7 @@ func listDirs(dir string) ([]string, error) {
 	buf := getBuf()
 	defer putBuf(buf)
 	var out []string
-	err = forEachDirent(fd, dir, (*buf)[:cap(*buf)], func(name []byte) {
+	err = forEachDirent(goSys, fd, dir, (*buf)[:cap(*buf)], func(name []byte) {
 		out = append(out, string(trimNUL(name)))
 	})
 	if err != nil {
@@ -110,11 +110,16 @@ func isCgroupFS(dir string) bool {
 // st_nlink: a directory with nlink 2 has no subdirectory, so it is never
 // opened or listed. A v1 node's ~4000 cgroups are mostly leaves (container
 // cgroups): they cost one fstatat (~1 us) each instead of open + getdents +
-// close (~12 us; ~29 us with os.ReadDir). Only valid where isCgroupFS.
-// Directories that vanish meanwhile are not counted; other errors are
-// appended to errs (the count is then too small). rec, if not nil, keeps
-// the listings of the directories it wants (the pod tree).
-func countDirsNlink(root string, errs *[]error, rec *listings) (uint64, error) {
+// close (~12 us; ~29 us with os.ReadDir). Only valid where isCgroupFS, which
+// is also why its system calls go around the scheduler (rawSys, as cgroup
+// file reads do): kernfs directory listings and stats do no I/O.
+//
+// known (if not nil) remembers each directory's subdirectories between
+// calls, so a directory whose subdirectories did not change is not listed
+// again (see dirCache). Directories that vanish meanwhile are not counted;
+// other errors are appended to errs (the count is then too small). rec, if
+// not nil, keeps the listings of the directories it wants (the pod tree).
+func countDirsNlink(root string, errs *[]error, rec *listings, known *dirCache) (uint64, error) {
 	fd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return 0, &iofs.PathError{Op: "open", Path: root, Err: err}
@@ -124,68 +129,148 @@ func countDirsNlink(root string, errs *[]error, rec *listings) (uint64, error) {
 	if err := unix.Fstat(fd, &st); err != nil {
 		return 0, &iofs.PathError{Op: "fstat", Path: root, Err: err}
 	}
-	w := nlinkWalk{errs: errs, rec: rec}
-	w.visit(fd, root, uint64(st.Nlink))
+	known.lock()
+	defer known.unlock()
+	w := nlinkWalk{errs: errs, rec: rec, known: known}
+	w.visit(fd, root, kidOf(&st))
+	known.prune()
 	return w.count, nil
 }
 
 type nlinkWalk struct {
-	count uint64
-	errs  *[]error
-	rec   *listings
-	depth int
-	bufs  [][]byte // one getdents buffer per depth, reused
+	count   uint64
+	errs    *[]error
+	rec     *listings
+	known   *dirCache
+	depth   int
+	scratch []walkScratch // one per depth, reused
 }
 
-func (w *nlinkWalk) visit(fd int, path string, nlink uint64) {
-	if nlink == 2 {
+type walkScratch struct {
+	buf  []byte // getdents
+	kids []kid
+}
+
+// kid is what the walk needs of a subdirectory's stat.
+type kid struct {
+	id    dirID
+	nlink uint64
+	dir   bool // false: gone, unreadable or no longer a directory
+}
+
+func kidOf(st *unix.Stat_t) kid {
+	return kid{id: statID(st), nlink: uint64(st.Nlink), dir: st.Mode&unix.S_IFMT == unix.S_IFDIR}
+}
+
+func (w *nlinkWalk) visit(fd int, path string, self kid) {
+	if self.nlink == 2 {
 		return
 	}
-	if w.depth == len(w.bufs) {
-		w.bufs = append(w.bufs, make([]byte, dirBufSize))
+	if w.depth == len(w.scratch) {
+		w.scratch = append(w.scratch, walkScratch{buf: make([]byte, dirBufSize)})
 	}
-	buf := w.bufs[w.depth]
+	s := &w.scratch[w.depth]
 	w.depth++
 	defer func() { w.depth-- }()
-	keep := w.rec.wants(path)
-	var names []string
-	err := forEachDirent(fd, path, buf, func(z []byte) {
-		if keep {
-			names = append(names, string(trimNUL(z)))
-		}
-		var st unix.Stat_t
-		if err := fstatatZ(fd, z, &st); err != nil {
-			if !errors.Is(err, unix.ENOENT) {
-				*w.errs = append(*w.errs, &iofs.PathError{Op: "fstatat", Path: path + "/" + string(trimNUL(z)), Err: err})
-			}
-			return
-		}
-		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-			return
-		}
-		w.count++
-		if st.Nlink == 2 {
-			return
-		}
-		childPath := path + "/" + string(trimNUL(z))
-		child, err := openatZ(fd, z, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW)
-		if err != nil {
-			if !errors.Is(err, unix.ENOENT) {
-				err = &iofs.PathError{Op: "open", Path: childPath, Err: err}
-				*w.errs = append(*w.errs, err)
-				w.rec.fail(childPath, err)
-			}
-			return
-		}
-		defer unix.Close(child)
-		w.visit(child, childPath, uint64(st.Nlink))
-	})
-	if err != nil && !errors.Is(err, unix.ENOENT) {
-		*w.errs = append(*w.errs, err)
-		w.rec.fail(path, err)
+	names, ok := w.subdirs(fd, path, self, s)
+	if !ok {
 		return
 	}
-	if keep {
+	if w.rec.wants(path) {
 		w.rec.keep(path, names)
 	}
+	for i, name := range names {
+		k := s.kids[i]
+		if !k.dir {
+			continue
+		}
+		w.count++
+		if k.nlink != 2 {
+			w.descend(fd, path, name, k)
+		}
+	}
+}
+
+// subdirs returns the sorted names of the subdirectories of fd, with their
+// stats in s.kids. It trusts the cached names when nlink still counts that
+// many subdirectories and every one of them still exists: then the set is
+// exactly those names (one that was replaced would be missing). Anything
+// else lists the directory.
+func (w *nlinkWalk) subdirs(fd int, path string, self kid, s *walkScratch) ([]string, bool) {
+	if names, ok := w.known.get(self.id, self.nlink-2); ok {
+		var errs []error
+		var all bool
+		if s.kids, errs, all = statKids(fd, path, names, s.kids[:0]); all && errs == nil {
+			return names, true
+		}
+	}
+	names, err := listNames(fd, path, s.buf)
+	if err != nil {
+		if !errors.Is(err, unix.ENOENT) {
+			*w.errs = append(*w.errs, err)
+			w.rec.fail(path, err)
+		}
+		return nil, false
+	}
+	var errs []error
+	s.kids, errs, _ = statKids(fd, path, names, s.kids[:0])
+	*w.errs = append(*w.errs, errs...)
+	w.known.put(self.id, names)
+	return names, true
+}
+
+func (w *nlinkWalk) descend(fd int, path, name string, k kid) {
+	childPath := path + "/" + name
+	var z [unix.NAME_MAX + 1]byte
+	child, err := rawSys.openat(fd, nulTerminated(&z, name), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW)
+	if err != nil {
+		if !errors.Is(err, unix.ENOENT) {
+			err = &iofs.PathError{Op: "open", Path: childPath, Err: err}
+			*w.errs = append(*w.errs, err)
+			w.rec.fail(childPath, err)
+		}
+		return
+	}
+	defer rawSys.close(child)
+	w.visit(child, childPath, k)
+}
+
+// listNames lists the subdirectories of fd, sorted.
+func listNames(fd int, path string, buf []byte) ([]string, error) {
+	var names []string
+	err := forEachDirent(rawSys, fd, path, buf, func(z []byte) {
+		names = append(names, string(trimNUL(z)))
+	})
+	sortStrings(names)
+	return names, err
+}
+
+// statKids fstatats every name below fd into kids (appended, one per name).
+// all is false when any name is gone, unreadable or not a directory; errs
+// holds the failures other than gone.
+func statKids(fd int, path string, names []string, kids []kid) (_ []kid, errs []error, all bool) {
+	all = true
+	for _, name := range names {
+		var z [unix.NAME_MAX + 1]byte
+		var st unix.Stat_t
+		if err := rawSys.fstatat(fd, nulTerminated(&z, name), &st); err != nil {
+			if !errors.Is(err, unix.ENOENT) {
+				errs = append(errs, &iofs.PathError{Op: "fstatat", Path: path + "/" + name, Err: err})
+			}
+			kids, all = append(kids, kid{}), false
+			continue
+		}
+		k := kidOf(&st)
+		all = all && k.dir
+		kids = append(kids, k)
+	}
+	return kids, errs, all
+}
+
+// nulTerminated copies name (a directory entry: at most NAME_MAX bytes, no
+// NUL) into z with its NUL, so the system call needs no heap copy.
+func nulTerminated(z *[unix.NAME_MAX + 1]byte, name string) []byte {
+	n := copy(z[:unix.NAME_MAX], name)
+	z[n] = 0
+	return z[:n+1]
 }

@@ -24,6 +24,6 @@ func listDirs(dir string) ([]string, error) {
 // isCgroupFS is false off Linux: there is no cgroup file system.
 func isCgroupFS(string) bool { return false }
 
-func countDirsNlink(string, *[]error, *listings) (uint64, error) {
+func countDirsNlink(string, *[]error, *listings, *dirCache) (uint64, error) {
 	return 0, fmt.Errorf("%w: no cgroup file system off Linux", ErrNoMemory)
 }
