@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"errors"
 	"fmt"
 
 	"go.uber.org/zap"
@@ -88,7 +87,7 @@ func (c *Collector) podShm(col *collection, pod int, pending []pendingStat) []pe
 // per tmpfs: containers sharing one tmpfs share one Shm.
 func (c *Collector) containerShm(col *collection, pod int, ct *Container, cgPath string, byDevice map[string]int, pending []pendingStat) []pendingStat {
 	p := &col.snap.Pods[pod]
-	cm, fresh, err := c.containerMount(cgPath, col.epoch)
+	cm, err := c.containerMount(cgPath, col.epoch)
 	if err != nil {
 		p.readErrs = append(p.readErrs, readError{field: "shm", path: cgPath, err: err})
 		p.Errors = append(p.Errors, fmt.Sprintf("shm of container %s: %v", ct.Name, err))
@@ -107,8 +106,6 @@ func (c *Collector) containerShm(col *collection, pod int, ct *Container, cgPath
 	}
 	s := newShm(cm.mount)
 	switch {
-	case fresh.ok:
-		setUsage(p, &s, fresh.usage, fresh.err)
 	case cm.mount.HostPath != "":
 		pending = append(pending, pendingStat{pod: pod, shm: len(p.Shm), mount: cm.mount})
 	default:
@@ -140,37 +137,31 @@ func dropSandboxOnly(shms []Shm) []Shm {
 	return kept
 }
 
-// freshUsage is a statfs done while resolving a container's mount.
-type freshUsage struct {
-	ok    bool
-	usage shmscan.Usage
-	err   error
-}
-
 // containerMount returns what is at a container's /dev/shm, resolving it
-// through the container's processes only the first time.
-func (c *Collector) containerMount(cgPath string, epoch uint64) (cachedMount, freshUsage, error) {
+// through the container's processes only the first time. Resolving reads
+// the container's mountinfo and measures nothing: a mount of the host
+// table is measured with the others at its host path, once per pod
+// however many containers share it.
+func (c *Collector) containerMount(cgPath string, epoch uint64) (cachedMount, error) {
 	if cm, ok := c.mounts[cgPath]; ok {
 		cm.seen = epoch
 		c.mounts[cgPath] = cm
-		return cm, freshUsage{}, nil
+		return cm, nil
 	}
 	pids, err := c.fs.Procs(cgPath)
 	if err != nil {
-		return cachedMount{}, freshUsage{}, fmt.Errorf("list processes of %s: %w", cgPath, err)
+		return cachedMount{}, fmt.Errorf("list processes of %s: %w", cgPath, err)
 	}
 	if len(pids) == 0 {
-		return cachedMount{}, freshUsage{}, nil // not running: nothing to measure, not cached
+		return cachedMount{}, nil // not running: nothing to measure, not cached
 	}
-	m, u, ok, err := c.shm.ContainerShm(pids)
-	if err != nil && !(ok && errors.Is(err, shmscan.ErrStuck)) {
-		return cachedMount{}, freshUsage{}, err
+	m, ok, err := c.shm.ContainerShmMount(pids)
+	if err != nil {
+		return cachedMount{}, err
 	}
-	// A stuck mount is cached too: it is known, only its statfs hangs,
-	// and shmscan skips it quickly until the statfs returns.
 	cm := cachedMount{mount: m, ok: ok, sandbox: c.isPause(pids), seen: epoch}
 	c.mounts[cgPath] = cm
-	return cm, freshUsage{ok: ok, usage: u, err: err}, nil
+	return cm, nil
 }
 
 // statThroughContainer statfs's the /dev/shm of a container whose mount

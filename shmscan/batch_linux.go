@@ -8,12 +8,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// HostStat is the result of one statfs of StatHosts.
-type HostStat struct {
-	Usage Usage
-	Err   error
-}
-
 // StatHosts is StatHost for many mounts: the same checks, errors and
 // timeout, but one worker goroutine measures them in order through one open
 // host root, where StatHost hands each mount to a goroutine of its own and

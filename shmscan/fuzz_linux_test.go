@@ -36,6 +36,15 @@ func FuzzMountinfo(f *testing.F) {
 		if err != nil {
 			t.Fatalf("devShmEntry failed where parseMountinfo did not: %v", err)
 		}
+		var last *mountEntry // what devShmEntry must find: the last /dev/shm of the whole parse
+		for i := range es {
+			if es[i].mountPoint == "/dev/shm" {
+				last = &es[i]
+			}
+		}
+		if (shm == nil) != (last == nil) || shm != nil && *shm != *last {
+			t.Fatalf("devShmEntry on the /dev/shm lines = %+v, the whole table's last /dev/shm = %+v", shm, last)
+		}
 		if shm != nil {
 			ht.classify(shm.device, shm.root)
 		}

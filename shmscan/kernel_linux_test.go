@@ -221,3 +221,53 @@ func TestKernelCachedNamespaceRevalidated(t *testing.T) {
 		t.Errorf("after remount: %+v %+v, want the 32 MiB sandbox %s", m2, u2, secondID)
 	}
 }
+
+// ContainerShmMount names the same mount as ContainerShm, from the
+// container's mountinfo alone: for a runtime shm and an emptyDir of the
+// host table (with their host paths, which StatHosts then measures and
+// checks), and for a tmpfs the container mounted itself, which has no host
+// path and only ContainerShm can measure.
+func TestKernelContainerShmMountWithoutStatfs(t *testing.T) {
+	requireRoot(t)
+	runtimeHost := filepath.Join(t.TempDir(), "state", "io.containerd.grpc.v1.cri", "sandboxes", randomHex(32), "shm")
+	mountTmpfs(t, runtimeHost, unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size=65536k")
+	uid := "7d1e3c5a-" + randomHex(4) + "-4b2c-9d3e-" + randomHex(6)
+	emptyDirHost := filepath.Join(t.TempDir(), "kubelet", "pods", uid, "volumes", "kubernetes.io~empty-dir", "dshm")
+	mountTmpfs(t, emptyDirHost, 0, "size=32m")
+	containers := map[string]*container{
+		"runtime":  startContainer(t, runtimeHost, "", "dd if=/dev/zero of=/dev/shm/a bs=1M count=3 2>/dev/null"),
+		"emptyDir": startContainer(t, emptyDirHost, "", "dd if=/dev/zero of=/dev/shm/a bs=1M count=2 2>/dev/null"),
+		"private":  startContainer(t, "", "", "mount -t tmpfs -o size=4m tmpfs /dev/shm || exit 1"),
+	}
+	s := selfScanner()
+	if err := s.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	wantHost := map[string]string{"runtime": runtimeHost, "emptyDir": emptyDirHost, "private": ""}
+	for name, c := range containers {
+		resolved, ok, err := s.ContainerShmMount([]int{c.pid})
+		if err != nil || !ok {
+			t.Fatalf("%s: ContainerShmMount ok=%v err=%v", name, ok, err)
+		}
+		measured, u, ok, err := s.ContainerShm([]int{c.pid})
+		if err != nil || !ok {
+			t.Fatalf("%s: ContainerShm ok=%v err=%v", name, ok, err)
+		}
+		if diff := cmp.Diff(measured, resolved); diff != "" {
+			t.Errorf("%s: mount (-ContainerShm +ContainerShmMount):\n%s", name, diff)
+		}
+		if resolved.HostPath != wantHost[name] {
+			t.Errorf("%s: host path %q, want %q", name, resolved.HostPath, wantHost[name])
+		}
+		if resolved.HostPath != "" {
+			r := s.StatHosts([]Mount{resolved})[0]
+			if r.Err != nil || r.Usage != u {
+				t.Errorf("%s: StatHosts at %s = %+v, %v; through the container %+v", name, resolved.HostPath, r.Usage, r.Err, u)
+			}
+		}
+		t.Logf("%s: device %s source %s host path %q used %d of %d", name, resolved.Device, resolved.Source, resolved.HostPath, u.UsedBytes, u.SizeBytes)
+	}
+	if _, ok, err := s.ContainerShmMount([]int{1 << 30}); ok || !errors.Is(err, ErrNoProcess) {
+		t.Errorf("no such pid: ok=%v err=%v, want ErrNoProcess", ok, err)
+	}
+}

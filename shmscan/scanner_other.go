@@ -17,11 +17,25 @@ func (*Scanner) ContainerShm([]int) (Mount, Usage, bool, error) {
 	return Mount{}, Usage{}, false, ErrUnsupported
 }
 
+// ContainerShmMount fails with ErrUnsupported.
+func (*Scanner) ContainerShmMount([]int) (Mount, bool, error) {
+	return Mount{}, false, ErrUnsupported
+}
+
 // MemoryEmptyDirs returns nothing.
 func (*Scanner) MemoryEmptyDirs(string) []Mount { return nil }
 
 // StatHost fails with ErrUnsupported.
 func (*Scanner) StatHost(Mount) (Usage, error) { return Usage{}, ErrUnsupported }
+
+// StatHosts fails every mount with ErrUnsupported.
+func (*Scanner) StatHosts(ms []Mount) []HostStat {
+	out := make([]HostStat, len(ms))
+	for i := range out {
+		out[i].Err = ErrUnsupported
+	}
+	return out
+}
 
 // Stuck returns nothing.
 func (*Scanner) Stuck() []string { return nil }

@@ -45,3 +45,9 @@ const (
 	LimitMemcg    Limit = "memcg"    // the pod memory cgroup fills: OOM kill
 	LimitEviction Limit = "eviction" // usage passes emptyDir sizeLimit: kubelet evicts the pod
 )
+
+// HostStat is the result of one statfs of StatHosts.
+type HostStat struct {
+	Usage Usage
+	Err   error
+}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -179,5 +180,38 @@ func TestFaultNoSysPtrace(t *testing.T) {
 	t.Logf("without CAP_SYS_PTRACE: read_errors_total{field=shm}=%v after 3 scrapes, %d log line(s): %s", errs, len(lines), strings.Join(lines, " | "))
 	if len(lines) != 1 {
 		t.Errorf("want exactly one permission warning, got %d", len(lines))
+	}
+}
+
+// A container that mounted its own tmpfs at /dev/shm (no host mount has
+// it) is measured through the container's process from the first scrape:
+// the numbers are the kernel's statfs of /proc/<pid>/root/dev/shm, and the
+// source says unknown.
+func TestPrivateShmMeasuredThroughContainer(t *testing.T) {
+	requireBinary(t)
+	tree := podtree.New(t)
+	p := tree.MustAddPod(podtree.Burstable)
+	c, err := p.StartPrivateShm(4*mib, 3*mib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size, used, _, err := podtree.Statfs(filepath.Join("/proc", strconv.Itoa(c.Pid), "root/dev/shm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := startServe(t, serveOpts{args: []string{"--cgroup-root=" + tree.CgroupRoot}})
+	sc := srv.scrapeTimes(t, 1)
+	pod := map[string]string{"uid": p.UID}
+	gotSize, okSize := sc.value("shmwatch_shm_size_bytes", pod)
+	gotUsed, okUsed := sc.value("shmwatch_shm_used_bytes", pod)
+	t.Logf("kernel statfs through pid %d: size %d used %d; first scrape: size %v used %v", c.Pid, size, used, gotSize, gotUsed)
+	if !okSize || !okUsed || gotSize != float64(size) || gotUsed != float64(used) || used != 3*mib {
+		t.Fatalf("first scrape: size %v (present %v) used %v (present %v), kernel %d and %d", gotSize, okSize, gotUsed, okUsed, size, used)
+	}
+	if n := len(sc.series("shmwatch_shm_size_bytes", map[string]string{"uid": p.UID, "source": "unknown"})); n != 1 {
+		t.Errorf("%d shm series with source=unknown, want 1", n)
+	}
+	if sc = srv.scrapeTimes(t, 1); func() bool { v, ok := sc.value("shmwatch_shm_used_bytes", pod); return !ok || v != float64(used) }() {
+		t.Errorf("second scrape (mount cached) lost the private shm's usage")
 	}
 }

@@ -253,6 +253,23 @@ func (p *Pod) Start(shmHost string, fill uint64) (*Container, error) {
 	return c, c.run(dir, inner)
 }
 
+// StartPrivateShm is Start with a tmpfs of size bytes that the container
+// mounts at /dev/shm inside its own mount namespace: no host mount table
+// has it, as with a runtime that mounts shm in the container only.
+func (p *Pod) StartPrivateShm(size, fill uint64) (*Container, error) {
+	id := RandomHex(32)
+	dir := filepath.Join(p.Dir, id)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("podtree: mkdir container cgroup: %w", err)
+	}
+	c := &Container{ID: id, Dir: dir, Path: strings.TrimPrefix(dir, V1Memory)}
+	p.mu.Lock()
+	p.containers = append(p.containers, c)
+	p.mu.Unlock()
+	inner := fmt.Sprintf("set -e; mount -t tmpfs -o size=%d shm /dev/shm; head -c %d /dev/zero > /dev/shm/fill; echo READY; exec sleep 100000", size, fill)
+	return c, c.run(dir, inner)
+}
+
 // StartFUSE is Start with a FUSE mount point instead of a tmpfs: the
 // process is started without writing anything (the FUSE need not answer).
 func (p *Pod) StartFUSE(mountPoint string) (*Container, error) { return p.Start(mountPoint, 0) }
