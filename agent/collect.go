@@ -71,6 +71,7 @@ type Collector struct {
 	// container cgroup path: it is fixed for the container's lifetime, so
 	// only statfs runs on every collection.
 	mounts    map[string]cachedMount
+	commBuf   []byte // isPause's read buffer: one collection at a time uses it
 	logged    map[string]bool
 	errTotals map[string]uint64
 }

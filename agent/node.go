@@ -96,7 +96,7 @@ func (c *Collector) isPause(pids []int) bool {
 	if len(pids) != 1 {
 		return false
 	}
-	b, err := cgroupfs.ReadFile(filepath.Join(c.fs.ProcRoot, strconv.Itoa(pids[0]), "comm"))
+	b, err := cgroupfs.ReadFileInto(filepath.Join(c.fs.ProcRoot, strconv.Itoa(pids[0]), "comm"), &c.commBuf)
 	return err == nil && string(bytes.TrimSpace(b)) == "pause"
 }
 

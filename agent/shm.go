@@ -155,11 +155,20 @@ func (c *Collector) containerMount(cgPath string, epoch uint64) (cachedMount, er
 	if len(pids) == 0 {
 		return cachedMount{}, nil // not running: nothing to measure, not cached
 	}
+	if c.isPause(pids) {
+		// A sandbox's /dev/shm is never a pod's shm by itself (see
+		// dropSandboxOnly); an app container that shares it finds it
+		// through its own mountinfo. Not reading the sandbox's saves a
+		// third of a cold scan's mountinfo reads.
+		cm := cachedMount{sandbox: true, seen: epoch}
+		c.mounts[cgPath] = cm
+		return cm, nil
+	}
 	m, ok, err := c.shm.ContainerShmMount(pids)
 	if err != nil {
 		return cachedMount{}, err
 	}
-	cm := cachedMount{mount: m, ok: ok, sandbox: c.isPause(pids), seen: epoch}
+	cm := cachedMount{mount: m, ok: ok, seen: epoch}
 	c.mounts[cgPath] = cm
 	return cm, nil
 }

@@ -146,27 +146,38 @@ func TestFaultHungMount(t *testing.T) {
 }
 
 // Without CAP_SYS_PTRACE the agent cannot reach a container's mount
-// namespace (/proc/<pid>/ns/mnt, /proc/<pid>/root): the DaemonSet keeps that
-// one capability for it. Here it is dropped: the pod and its memory are
-// still reported, its shm series are absent (not 0), and the failure is a
-// metric and one log line naming the permission error.
+// namespace or root (/proc/<pid>/ns/mnt, /proc/<pid>/root), nor pid 1's
+// root: the DaemonSet keeps that one capability for them. Here it is
+// dropped, with the agent on the host (so its own mount table is the
+// host's). A container's mountinfo needs no capability, so a runtime shm of
+// the host table is still found and measured at its host path; a tmpfs the
+// container mounted itself can only be measured through its root: that pod
+// and its memory are still reported, its shm series are absent (not 0),
+// and the failure is a metric and one log line naming the capability.
 func TestFaultNoSysPtrace(t *testing.T) {
 	requireBinary(t)
 	prefix := withoutCaps(t, "sys_ptrace")
 	tree := podtree.New(t)
-	p, _ := runtimeShmPod(t, tree)
+	hostShm, _ := runtimeShmPod(t, tree)
+	p := tree.MustAddPod(podtree.Burstable)
+	if _, err := p.StartPrivateShm(4*mib, mib); err != nil {
+		t.Fatal(err)
+	}
 	srv := startServe(t, serveOpts{prefix: prefix, args: []string{"--cgroup-root=" + tree.CgroupRoot}})
 	sc := srv.scrapeTimes(t, 3)
+	if v, ok := sc.value("shmwatch_shm_size_bytes", map[string]string{"uid": hostShm.UID}); !ok || v != 8*mib {
+		t.Errorf("host-table shm size = %v (present %v), want %d: found by mountinfo, measured at the host path", v, ok, 8*mib)
+	}
 	pod := map[string]string{"uid": p.UID}
 	if v, ok := sc.value("shmwatch_pod_memory_shmem_bytes", pod); !ok || v != mib {
 		t.Errorf("pod shmem = %v (present %v), want %d: cgroup files need no ptrace", v, ok, mib)
 	}
 	if v, ok := sc.value("shmwatch_shm_size_bytes", pod); ok {
-		t.Errorf("shm size = %v without CAP_SYS_PTRACE: want the series absent, not a number", v)
+		t.Errorf("private shm size = %v without CAP_SYS_PTRACE: want the series absent, not a number", v)
 	}
-	errs, ok := sc.value("shmwatch_read_errors_total", map[string]string{"field": "shm"})
+	errs, ok := sc.value("shmwatch_read_errors_total", map[string]string{"field": "statfs"})
 	if !ok || errs < 1 {
-		t.Errorf(`shmwatch_read_errors_total{field="shm"} = %v (present %v), want >= 1`, errs, ok)
+		t.Errorf(`shmwatch_read_errors_total{field="statfs"} = %v (present %v), want >= 1`, errs, ok)
 	}
 	var lines []string
 	for _, l := range strings.Split(srv.Stderr.String(), "\n") {
@@ -177,7 +188,7 @@ func TestFaultNoSysPtrace(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("without CAP_SYS_PTRACE: read_errors_total{field=shm}=%v after 3 scrapes, %d log line(s): %s", errs, len(lines), strings.Join(lines, " | "))
+	t.Logf("without CAP_SYS_PTRACE: read_errors_total{field=statfs}=%v after 3 scrapes, %d log line(s): %s", errs, len(lines), strings.Join(lines, " | "))
 	if len(lines) != 1 {
 		t.Errorf("want exactly one permission warning, got %d", len(lines))
 	}
