@@ -70,8 +70,11 @@ type Collector struct {
 	// mounts caches what is at each container's /dev/shm, keyed by
 	// container cgroup path: it is fixed for the container's lifetime, so
 	// only statfs runs on every collection.
-	mounts    map[string]cachedMount
-	commBuf   []byte // isPause's read buffer: one collection at a time uses it
+	mounts map[string]cachedMount
+	// podBufs and commBuf are read buffers of the one collection at a
+	// time: readPod copies what it keeps out of podBufs.
+	podBufs   cgroupfs.PodBuffers
+	commBuf   []byte
 	logged    map[string]bool
 	errTotals map[string]uint64
 }
@@ -247,7 +250,7 @@ func (c *Collector) knownSandbox(path string) bool {
 }
 
 func (c *Collector) readPod(col *collection, cp *cgroupfs.Pod) (Pod, bool) {
-	mem, ctrMems := c.fs.PodMemory(*cp, c.fields(podFields), c.containerWant)
+	mem, ctrMems := c.fs.PodMemoryInto(&c.podBufs, *cp, c.fields(podFields), c.containerWant)
 	if c.vanished(cp.Path, mem) {
 		return Pod{}, false
 	}
@@ -264,6 +267,7 @@ func (c *Collector) readPod(col *collection, cp *cgroupfs.Pod) (Pod, bool) {
 		}
 	}
 	p.Binding, p.Headroom = memcgVerdict(p.Memory)
+	p.Containers = make([]Container, 0, len(cp.Containers))
 	for i, ct := range cp.Containers {
 		cm := ctrMems[i]
 		if c.vanished(ct.Path, cm) {

@@ -24,7 +24,7 @@ func (c *Collector) collectShm(col *collection) error {
 		c.logOnce("refresh:"+err.Error(), "cannot read the host mount table", zap.Error(err))
 		col.snap.ReadErrors["mountinfo"]++
 	}
-	var pending []pendingStat
+	pending := make([]pendingStat, 0, len(col.snap.Pods))
 	for i := range col.snap.Pods {
 		pending = c.podShm(col, i, pending)
 	}

@@ -133,7 +133,7 @@ func (fs *FS) MemoryFields(path string, want Fields) Memory {
 		return Memory{Errors: []FieldError{{Field: "cgroup", Path: dirPath, Err: err}}}
 	}
 	defer d.close()
-	return fs.readMemory(d, want)
+	return fs.readMemory(d, want, new(memVals))
 }
 
 // PodMemory is MemoryFields of a pod cgroup (podWant) and of each of its
@@ -142,7 +142,30 @@ func (fs *FS) MemoryFields(path string, want Fields) Memory {
 // resolve instead of the ~9 of its absolute path (~2.4 us less per
 // container, 7 ms a scrape at 1000 pods).
 func (fs *FS) PodMemory(pod Pod, podWant Fields, containerWant func(Container) Fields) (Memory, []Memory) {
-	ctrs := make([]Memory, len(pod.Containers))
+	return fs.PodMemoryInto(new(PodBuffers), pod, podWant, containerWant)
+}
+
+// PodBuffers holds what PodMemoryInto returns, for a caller that reads pod
+// after pod and copies what it keeps before the next read: the Memory
+// values of one call, and the numbers their fields point to, live in it
+// until the next call with it. Not for concurrent use. At 1000 pods it
+// saves ~1.1 MB of allocations a scrape (a slice per pod and a block of
+// numbers per cgroup).
+type PodBuffers struct {
+	mems []Memory
+	vals []memVals
+}
+
+// PodMemoryInto is PodMemory with its results in b.
+func (fs *FS) PodMemoryInto(b *PodBuffers, pod Pod, podWant Fields, containerWant func(Container) Fields) (Memory, []Memory) {
+	n := len(pod.Containers)
+	if cap(b.vals) < n+1 {
+		b.vals = make([]memVals, n+1)
+		b.mems = make([]Memory, n)
+	}
+	b.vals, b.mems = b.vals[:n+1], b.mems[:n]
+	clear(b.vals)
+	ctrs := b.mems
 	dirPath := fs.abs(pod.Path)
 	d, err := openDir(dirPath)
 	if err != nil {
@@ -151,36 +174,47 @@ func (fs *FS) PodMemory(pod Pod, podWant Fields, containerWant func(Container) F
 		}
 		return Memory{Errors: []FieldError{{Field: "cgroup", Path: dirPath, Err: err}}}, ctrs
 	}
+	d.seq = fs.seqFiles
 	defer d.close()
-	podMem := fs.readMemory(d, podWant)
+	podMem := fs.readMemory(d, podWant, &b.vals[n])
 	for i, ct := range pod.Containers {
-		name, ok := strings.CutPrefix(ct.Path, pod.Path+"/")
-		if !ok || name == "" || strings.Contains(name, "/") { // --all-cgroups: the unit is the container
+		name, ok := childName(ct.Path, pod.Path)
+		if !ok { // --all-cgroups: the unit is the container
 			ctrs[i] = fs.MemoryFields(ct.Path, containerWant(ct))
 			continue
 		}
-		ctrs[i] = fs.memoryAt(d, name, dirPath+"/"+name, containerWant(ct))
+		ctrs[i] = fs.memoryAt(d, name, containerWant(ct), &b.vals[i])
 	}
 	return podMem, ctrs
 }
 
-// memoryAt is MemoryFields of the cgroup name below the open directory
-// parent; dirPath is its absolute path, for errors and the kmem cache.
-func (fs *FS) memoryAt(parent cgDir, name, dirPath string, want Fields) Memory {
-	d, err := openDirAt(parent, name, dirPath)
-	if err != nil {
-		return Memory{Errors: []FieldError{{Field: "cgroup", Path: dirPath, Err: err}}}
+// childName is the last element of path when path is parent/<one element>.
+func childName(path, parent string) (string, bool) {
+	if len(path) <= len(parent)+1 || path[len(parent)] != '/' || !strings.HasPrefix(path, parent) {
+		return "", false
 	}
-	defer d.close()
-	return fs.readMemory(d, want)
+	name := path[len(parent)+1:]
+	return name, !strings.Contains(name, "/")
 }
 
-// readMemory reads the files behind want of the open cgroup directory d.
-func (fs *FS) readMemory(d cgDir, want Fields) Memory {
+// memoryAt is MemoryFields of the cgroup name below the open directory
+// parent.
+func (fs *FS) memoryAt(parent cgDir, name string, want Fields, vals *memVals) Memory {
+	d, err := openDirAt(parent, name)
+	if err != nil {
+		return Memory{Errors: []FieldError{{Field: "cgroup", Path: d.path(), Err: err}}}
+	}
+	defer d.close()
+	return fs.readMemory(d, want, vals)
+}
+
+// readMemory reads the files behind want of the open cgroup directory d;
+// the fields of the result point into vals.
+func (fs *FS) readMemory(d cgDir, want Fields, vals *memVals) Memory {
 	d.seq = fs.seqFiles
 	buf := getBuf()
 	defer putBuf(buf)
-	r := memReader{fs: fs, dir: d, want: want, buf: buf, vals: new(memVals)}
+	r := memReader{fs: fs, dir: d, want: want, buf: buf, vals: vals}
 	if fs.v1() {
 		r.readV1()
 	} else {
@@ -321,7 +355,7 @@ var (
 func (r *memReader) read(name fileName) ([]byte, bool) {
 	data, err := r.dir.read(name, r.buf)
 	if err != nil {
-		r.m.Errors = append(r.m.Errors, FieldError{Field: name.s, Path: r.dir.path + "/" + name.s, Err: err})
+		r.m.Errors = append(r.m.Errors, FieldError{Field: name.s, Path: r.dir.path() + "/" + name.s, Err: err})
 		return nil, false
 	}
 	return data, true
@@ -338,17 +372,17 @@ func (r *memReader) optional(f optionalFile, name fileName) ([]byte, bool) {
 		return data, true
 	}
 	if errors.Is(err, fs.ErrNotExist) {
-		if _, serr := os.Lstat(r.dir.path); serr == nil {
+		if _, serr := os.Lstat(r.dir.path()); serr == nil {
 			r.fs.absent[f].Store(true)
 			return nil, false
 		}
 	}
-	r.m.Errors = append(r.m.Errors, FieldError{Field: name.s, Path: r.dir.path + "/" + name.s, Err: err})
+	r.m.Errors = append(r.m.Errors, FieldError{Field: name.s, Path: r.dir.path() + "/" + name.s, Err: err})
 	return nil, false
 }
 
 func (r *memReader) fail(name string, err error) {
-	path := r.dir.path + "/" + name
+	path := r.dir.path() + "/" + name
 	r.m.Errors = append(r.m.Errors, FieldError{Field: name, Path: path, Err: fmt.Errorf("%s: %w", path, err)})
 }
 

@@ -274,6 +274,25 @@ func TestRealKernelPodMemory(t *testing.T) {
 	if ctrs[0].Limit == nil || *ctrs[0].Limit != 256<<20 || len(ctrs[0].Errors) != 0 {
 		t.Errorf("unit that is its own container: limit %s, errors %v", ptrVal(ctrs[0].Limit), ctrs[0].Errors)
 	}
+
+	// One PodBuffers for pod after pod, growing and shrinking: each read
+	// equals a fresh PodMemory.
+	var bufs PodBuffers
+	for step, q := range []Pod{self, p, self, p} {
+		wantPod, wantCtrs := fs.PodMemory(q, FieldStat|FieldLimit|FieldUsage, want)
+		gotPod, gotCtrs := fs.PodMemoryInto(&bufs, q, FieldStat|FieldLimit|FieldUsage, want)
+		if diff := cmp.Diff(stableView(wantPod), stableView(gotPod), sameErrorText); diff != "" {
+			t.Errorf("step %d: pod (-PodMemory +PodMemoryInto):\n%s", step, diff)
+		}
+		if len(gotCtrs) != len(wantCtrs) {
+			t.Fatalf("step %d: %d containers, want %d", step, len(gotCtrs), len(wantCtrs))
+		}
+		for i := range wantCtrs {
+			if diff := cmp.Diff(stableView(wantCtrs[i]), stableView(gotCtrs[i]), sameErrorText); diff != "" {
+				t.Errorf("step %d: container %d (-PodMemory +PodMemoryInto):\n%s", step, i, diff)
+			}
+		}
+	}
 }
 
 // On a cgroup file system read goes around the scheduler (rawSys) and
@@ -297,7 +316,7 @@ func TestRealKernelRawRead(t *testing.T) {
 	for _, seq := range []bool{false, true} {
 		d.seq = seq
 		for _, name := range names {
-			want, wantErr := os.ReadFile(d.path + "/" + name.s)
+			want, wantErr := os.ReadFile(d.path() + "/" + name.s)
 			if wantErr != nil { // v1 or v2 only: the other's files are absent
 				if _, err := d.read(name, &[]byte{}); !errors.Is(err, iofs.ErrNotExist) || !strings.Contains(err.Error(), name.s) {
 					t.Errorf("seq=%v %s: %v, want a not-exist error naming it", seq, name.s, err)

@@ -97,7 +97,7 @@ func (fs *FS) addPod(pods []Pod, errs []error, list func(string) ([]string, erro
 		}
 		return pods, errs
 	}
-	pod := Pod{UID: uid, QOS: qos, Driver: driver, Path: podPath}
+	pod := Pod{UID: uid, QOS: qos, Driver: driver, Path: podPath, Containers: make([]Container, 0, len(children))}
 	for _, c := range children {
 		if id, rt, ok := ParseContainerCgroupName(c); ok {
 			pod.Containers = append(pod.Containers, Container{ID: id, Runtime: rt, Path: podPath + "/" + c})

@@ -14,9 +14,19 @@ import (
 // (openat), which saves the path walk of every file of a deep pod cgroup
 // and the *os.File allocation of os.Open.
 type cgDir struct {
-	fd   int
-	path string
-	seq  bool // on a cgroup file system: see read
+	fd     int
+	parent string // the absolute path is parent, or parent/name: see path
+	name   string
+	seq    bool // on a cgroup file system: see read
+}
+
+// path is the directory's absolute path, for errors. It is built only
+// when asked: a scrape reads ~3000 container directories and builds none.
+func (d cgDir) path() string {
+	if d.name == "" {
+		return d.parent
+	}
+	return d.parent + "/" + d.name
 }
 
 func openDir(path string) (cgDir, error) {
@@ -26,32 +36,39 @@ func openDir(path string) (cgDir, error) {
 	if err != nil {
 		return cgDir{fd: -1}, &fs.PathError{Op: "open", Path: path, Err: err}
 	}
-	return cgDir{fd: fd, path: path}, nil
+	return cgDir{fd: fd, parent: path}, nil
 }
 
-// openDirAt opens the cgroup directory name below parent; path is its
-// absolute path, kept for errors.
-func openDirAt(parent cgDir, name, path string) (cgDir, error) {
+// openDirAt opens the cgroup directory name below parent, around the
+// scheduler when parent is on a cgroup file system (as read does).
+func openDirAt(parent cgDir, name string) (cgDir, error) {
 	const flags = unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC | unix.O_NOFOLLOW
-	var fd int
-	var err error
+	d := cgDir{fd: -1, parent: parent.path(), name: name}
+	if len(name) > unix.NAME_MAX || strings.IndexByte(name, 0) >= 0 {
+		return d, &fs.PathError{Op: "open", Path: d.path(), Err: unix.EINVAL}
+	}
+	sys := goSys
+	if parent.seq {
+		sys = rawSys
+	}
 	var z [unix.NAME_MAX + 1]byte // the name NUL-terminated on the stack: unix.Openat copies it to the heap
-	if len(name) < len(z) && strings.IndexByte(name, 0) < 0 {
-		copy(z[:], name)
-		fd, err = openatZ(parent.fd, z[:len(name)+1], flags)
-	} else {
-		fd, err = unix.Openat(parent.fd, name, flags, 0) // fails: too long, or a NUL
-	}
+	fd, err := sys.openat(parent.fd, nulTerminated(&z, name), flags)
 	if err != nil {
-		return cgDir{fd: -1}, &fs.PathError{Op: "open", Path: path, Err: err}
+		return d, &fs.PathError{Op: "open", Path: d.path(), Err: err}
 	}
-	return cgDir{fd: fd, path: path}, nil
+	d.fd, d.seq = fd, parent.seq
+	return d, nil
 }
 
 func (d cgDir) close() {
-	if d.fd >= 0 {
-		unix.Close(d.fd)
+	if d.fd < 0 {
+		return
 	}
+	if d.seq {
+		rawSys.close(d.fd)
+		return
+	}
+	unix.Close(d.fd)
 }
 
 // read reads the file name of d into buf. The returned slice aliases *buf.
@@ -81,13 +98,13 @@ func (d cgDir) read(name fileName, buf *[]byte) ([]byte, error) {
 	}
 	fd, err := sys.openat(d.fd, name.z, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW)
 	if err != nil {
-		return nil, &fs.PathError{Op: "open", Path: d.path + "/" + name.s, Err: err}
+		return nil, &fs.PathError{Op: "open", Path: d.path() + "/" + name.s, Err: err}
 	}
 	defer sys.close(fd)
 	b := (*buf)[:cap(*buf)]
 	n, err := sys.read(fd, b)
 	if err != nil {
-		return nil, fmt.Errorf("%s/%s: %w: %w", d.path, name.s, ErrFileRead, err)
+		return nil, fmt.Errorf("%s/%s: %w: %w", d.path(), name.s, ErrFileRead, err)
 	}
 	if n < len(b) && d.seq || n == 0 {
 		return b[:n], nil
@@ -95,7 +112,7 @@ func (d cgDir) read(name fileName, buf *[]byte) ([]byte, error) {
 	*buf = b[:n]
 	b, err = readMore(func(p []byte) (int, error) { return sys.read(fd, p) }, buf)
 	if err != nil {
-		return nil, fmt.Errorf("%s/%s: %w", d.path, name.s, err)
+		return nil, fmt.Errorf("%s/%s: %w", d.path(), name.s, err)
 	}
 	return b, nil
 }
@@ -194,7 +211,7 @@ func openatZ(dirfd int, name []byte, flags int) (int, error) {
 func (d cgDir) id() (dirID, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(d.fd, &st); err != nil {
-		return dirID{}, &fs.PathError{Op: "fstat", Path: d.path, Err: err}
+		return dirID{}, &fs.PathError{Op: "fstat", Path: d.path(), Err: err}
 	}
 	return statID(&st), nil
 }

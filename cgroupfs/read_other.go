@@ -12,9 +12,17 @@ import (
 
 // cgDir is one cgroup directory; off Linux files are opened by path.
 type cgDir struct {
-	fd   int
-	path string
-	seq  bool // unused off Linux
+	fd     int
+	parent string
+	name   string
+	seq    bool // unused off Linux
+}
+
+func (d cgDir) path() string {
+	if d.name == "" {
+		return d.parent
+	}
+	return d.parent + "/" + d.name
 }
 
 func openDir(path string) (cgDir, error) {
@@ -25,16 +33,18 @@ func openDir(path string) (cgDir, error) {
 	if !st.IsDir() {
 		return cgDir{fd: -1}, &fs.PathError{Op: "open", Path: path, Err: fs.ErrInvalid}
 	}
-	return cgDir{fd: -1, path: path}, nil
+	return cgDir{fd: -1, parent: path}, nil
 }
 
 // openDirAt opens the cgroup directory name below parent by its path.
-func openDirAt(_ cgDir, _, path string) (cgDir, error) { return openDir(path) }
+func openDirAt(parent cgDir, name string) (cgDir, error) {
+	return openDir(parent.path() + "/" + name)
+}
 
 func (d cgDir) close() {}
 
 func (d cgDir) read(name fileName, buf *[]byte) ([]byte, error) {
-	return readPath(filepath.Join(d.path, name.s), buf)
+	return readPath(filepath.Join(d.path(), name.s), buf)
 }
 
 // ino is unsupported off Linux, so nothing is cached there.

@@ -20,7 +20,7 @@ import (
 // it. The caller waits at most the timeout for each mount.
 func (s *Scanner) StatHosts(ms []Mount) []HostStat {
 	out := make([]HostStat, len(ms))
-	var todo []hostJob
+	todo := make([]hostJob, 0, len(ms))
 	for i, m := range ms {
 		job, err := s.hostJob(i, m)
 		if err != nil {
