@@ -233,15 +233,10 @@ type Container struct {
 // own mount namespace with shmHost (if not "") bind-mounted at /dev/shm, has
 // it write fill bytes to /dev/shm/fill, and returns once the bytes are written.
 func (p *Pod) Start(shmHost string, fill uint64) (*Container, error) {
-	id := RandomHex(32)
-	dir := filepath.Join(p.Dir, id)
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("podtree: mkdir container cgroup: %w", err)
+	c, err := p.newContainer()
+	if err != nil {
+		return nil, err
 	}
-	c := &Container{ID: id, Dir: dir, Path: strings.TrimPrefix(dir, V1Memory)}
-	p.mu.Lock()
-	p.containers = append(p.containers, c)
-	p.mu.Unlock()
 	inner := "set -e; "
 	if shmHost != "" {
 		inner += fmt.Sprintf("mount --bind %s /dev/shm; ", shmHost)
@@ -250,13 +245,11 @@ func (p *Pod) Start(shmHost string, fill uint64) (*Container, error) {
 		}
 	}
 	inner += "echo READY; exec sleep 100000"
-	return c, c.run(dir, inner)
+	return c, c.run(c.Dir, inner)
 }
 
-// StartPrivateShm is Start with a tmpfs of size bytes that the container
-// mounts at /dev/shm inside its own mount namespace: no host mount table
-// has it, as with a runtime that mounts shm in the container only.
-func (p *Pod) StartPrivateShm(size, fill uint64) (*Container, error) {
+// newContainer makes a container cgroup in the pod, to be removed with it.
+func (p *Pod) newContainer() (*Container, error) {
 	id := RandomHex(32)
 	dir := filepath.Join(p.Dir, id)
 	if err := os.Mkdir(dir, 0o755); err != nil {
@@ -266,8 +259,19 @@ func (p *Pod) StartPrivateShm(size, fill uint64) (*Container, error) {
 	p.mu.Lock()
 	p.containers = append(p.containers, c)
 	p.mu.Unlock()
+	return c, nil
+}
+
+// StartPrivateShm is Start with a tmpfs of size bytes that the container
+// mounts at /dev/shm inside its own mount namespace: no host mount table
+// has it, as with a runtime that mounts shm in the container only.
+func (p *Pod) StartPrivateShm(size, fill uint64) (*Container, error) {
+	c, err := p.newContainer()
+	if err != nil {
+		return nil, err
+	}
 	inner := fmt.Sprintf("set -e; mount -t tmpfs -o size=%d shm /dev/shm; head -c %d /dev/zero > /dev/shm/fill; echo READY; exec sleep 100000", size, fill)
-	return c, c.run(dir, inner)
+	return c, c.run(c.Dir, inner)
 }
 
 // StartFUSE is Start with a FUSE mount point instead of a tmpfs: the
