@@ -176,11 +176,14 @@ func (w *nlinkWalk) visit(fd int, path string, self kid) {
 	if !ok {
 		return
 	}
+	// A deeper visit may grow w.scratch and move it: keep this level's
+	// stats by value (their backing array is this level's alone).
+	kids := s.kids
 	if w.rec.wants(path) {
 		w.rec.keep(path, names)
 	}
 	for i, name := range names {
-		k := s.kids[i]
+		k := kids[i]
 		if !k.dir {
 			continue
 		}
