@@ -198,13 +198,6 @@ func (raw fileSys) close(fd int) {
 	unix.Close(fd)
 }
 
-// openatZ is openat(2) with a prebuilt NUL-terminated name: unix.Openat
-// copies its string argument to the heap on every call, and this runs for
-// every cgroup on every scrape.
-func openatZ(dirfd int, name []byte, flags int) (int, error) {
-	return goSys.openat(dirfd, name, flags)
-}
-
 // id is the identity of the cgroup directory (see dirID): it tells a
 // cgroup from one created again under the same path. fstat of an O_PATH
 // fd costs ~0.3 us.
