@@ -257,7 +257,7 @@ func (c *Collector) readPod(col *collection, cp *cgroupfs.Pod) (Pod, bool) {
 	col.noteKmem(cp.Path, mem)
 	vals := newValues(len(cp.Containers))
 	p := Pod{UID: cp.UID, QOS: string(cp.QOS), Cgroup: cp.Path, Memory: vals.memory(mem), DyingMemcg: vals.keep(mem.DyingDescendants),
-		Shm: []Shm{}, Containers: []Container{}}
+		Shm: []Shm{}}
 	p.Errors = p.noteFieldErrors(mem.Errors)
 	meta, hasMeta := c.podMeta(cp.UID)
 	if hasMeta {

@@ -191,10 +191,8 @@ func podValue(value func(p *Pod) *uint64) writeFunc {
 		l := make([]string, 3)
 		for i := range s.Pods {
 			p := &s.Pods[i]
-			if v := value(p); v != nil {
-				l[0], l[1], l[2] = p.Namespace, p.Name, p.UID
-				out.add(f, float64(*v), l...)
-			}
+			l[0], l[1], l[2] = p.Namespace, p.Name, p.UID
+			optional(out, f, value(p), l)
 		}
 	}
 }
@@ -212,10 +210,8 @@ func containerValue(value func(c *Container) *uint64) writeFunc {
 				if ct.Sandbox && !withSandbox {
 					continue
 				}
-				if v := value(ct); v != nil {
-					l[3] = ct.Name
-					out.add(f, float64(*v), l...)
-				}
+				l[3] = ct.Name
+				optional(out, f, value(ct), l)
 			}
 		}
 	}

@@ -126,9 +126,9 @@ type Orphan struct {
 }
 
 // values holds one pod's kept numbers in one block. A cgroupfs.Memory
-// points into a block of every value read from its cgroup; copying out the
-// few the snapshot keeps lets those blocks go (~0.4 MB of live heap at
-// 1000 pods, which the heap goal doubles).
+// points into the collection's PodBuffers, which the next pod's read
+// reuses: the snapshot keeps copies of the few numbers it reports, one
+// allocation per pod.
 type values []uint64
 
 // newValues sizes the block for a pod with n containers, so it never grows.

@@ -117,8 +117,8 @@ func (d cgDir) read(name fileName, buf *[]byte) ([]byte, error) {
 	return b, nil
 }
 
-// fileSys is how read makes its three system calls: true goes around the
-// scheduler (RawSyscall). Each call converts its pointer in the syscall's
+// fileSys is how the cgroup file reads and the live-memcg walk make their
+// system calls: true goes around the scheduler (RawSyscall). Each call converts its pointer in the syscall's
 // own argument list, which keeps the memory alive and in place.
 type fileSys bool
 

@@ -137,7 +137,7 @@ func mountHungFS(t *testing.T) (*hungFS, string, string) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("FUSE INIT never came")
 	}
-	data, err := readCapped("/proc/self/mountinfo")
+	data, err := readCappedInto("/proc/self/mountinfo", new([]byte))
 	if err != nil {
 		t.Fatal(err)
 	}

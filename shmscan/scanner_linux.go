@@ -143,14 +143,12 @@ func (s *Scanner) readHostTable() (*hostTable, error) {
 	return buildHostTable(es), nil
 }
 
-// readCapped reads a /proc file in one pass, without Stat (proc files report
-// size 0), failing with ErrTooBig beyond readCap. It reads the descriptor
-// itself: os.Open allocates an *os.File and tries to register every file
-// with the network poller (two epoll_ctl calls, refused for proc files),
-// ~4 % of a cold scan that reads 3000 containers' mountinfo.
-func readCapped(path string) ([]byte, error) { return readCappedInto(path, new([]byte)) }
-
-// readCappedInto is readCapped into *buf, which it may grow.
+// readCappedInto reads a /proc file into *buf (which it may grow) in one
+// pass, without Stat (proc files report size 0), failing with ErrTooBig
+// beyond readCap. It reads the descriptor itself: os.Open allocates an
+// *os.File and tries to register every file with the network poller (two
+// epoll_ctl calls, refused for proc files), ~4 % of a cold scan that reads
+// 3000 containers' mountinfo.
 func readCappedInto(path string, buf *[]byte) ([]byte, error) {
 	var fd int
 	var err error
