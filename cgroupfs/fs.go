@@ -33,9 +33,6 @@ type FS struct {
 	absent [numOptional]atomic.Bool
 	kmem   kmemCache
 	dirs   dirCache // the live-memcg walk's listings, between walks
-	// seqFiles is true when MemoryRoot is a cgroup file system, whose files
-	// are seq_files: a read shorter than the buffer returned all of it.
-	seqFiles bool
 }
 
 // NewFS detects the hierarchy from <procRoot>/self/mountinfo.
@@ -49,7 +46,7 @@ func NewFS(procRoot string) (*FS, error) {
 
 // NewFSAt is an FS on an explicit hierarchy (tests, --sysfs prefixes).
 func NewFSAt(h Hierarchy, procRoot string) *FS {
-	return &FS{Hierarchy: h, ProcRoot: procRoot, seqFiles: isCgroupFS(h.MemoryRoot)}
+	return &FS{Hierarchy: h, ProcRoot: procRoot}
 }
 
 func (fs *FS) v1() bool { return fs.Hierarchy.Mode != ModeV2 }
@@ -174,7 +171,6 @@ func (fs *FS) PodMemoryInto(b *PodBuffers, pod Pod, podWant Fields, containerWan
 		}
 		return Memory{Errors: []FieldError{{Field: "cgroup", Path: dirPath, Err: err}}}, ctrs
 	}
-	d.seq = fs.seqFiles
 	defer d.close()
 	podMem := fs.readMemory(d, podWant, &b.vals[n])
 	for i, ct := range pod.Containers {
@@ -211,7 +207,6 @@ func (fs *FS) memoryAt(parent cgDir, name string, want Fields, vals *memVals) Me
 // readMemory reads the files behind want of the open cgroup directory d;
 // the fields of the result point into vals.
 func (fs *FS) readMemory(d cgDir, want Fields, vals *memVals) Memory {
-	d.seq = fs.seqFiles
 	buf := getBuf()
 	defer putBuf(buf)
 	r := memReader{fs: fs, dir: d, want: want, buf: buf, vals: vals}
@@ -252,7 +247,7 @@ func (r *memReader) readV1() {
 	}
 	if r.has(FieldKernel) {
 		if data, ok := r.optional(optKmemUsage, nameKmemUsage); ok {
-			r.parseCounter(nameKmemUsage.s, data, &r.m.Kernel)
+			r.parseCounter(nameKmemUsage, data, &r.m.Kernel)
 		}
 	}
 	if r.has(FieldKmemLimit) {
@@ -282,7 +277,7 @@ func (r *memReader) kmemLimit() {
 	v, unlimited, err := ParseLimit(data)
 	switch {
 	case err != nil:
-		r.fail(nameKmemLimit.s, err)
+		r.fail(nameKmemLimit, err)
 		return
 	case !unlimited:
 		r.m.KmemLimit = r.vals.ptr(v)
@@ -304,7 +299,7 @@ func (r *memReader) readV2() {
 	}
 	if r.has(FieldPeak) {
 		if data, ok := r.optional(optPeak, namePeakV2); ok {
-			r.parseCounter(namePeakV2.s, data, &r.m.Peak)
+			r.parseCounter(namePeakV2, data, &r.m.Peak)
 		}
 	}
 	if r.has(FieldEvents) {
@@ -314,7 +309,7 @@ func (r *memReader) readV2() {
 		if data, ok := r.optional(optPressure, namePressure); ok {
 			p, err := ParsePSI(data)
 			if err != nil {
-				r.fail(namePressure.s, err)
+				r.fail(namePressure, err)
 			} else {
 				r.m.PSI = &p
 			}
@@ -325,37 +320,28 @@ func (r *memReader) readV2() {
 	}
 }
 
-// fileName is a cgroup file name with its NUL-terminated form prebuilt,
-// so opening it allocates nothing.
-type fileName struct {
-	s string
-	z []byte
-}
-
-func newFileName(s string) fileName { return fileName{s: s, z: append([]byte(s), 0)} }
-
-var (
-	nameStat      = newFileName("memory.stat")
-	nameLimitV1   = newFileName("memory.limit_in_bytes")
-	nameUsageV1   = newFileName("memory.usage_in_bytes")
-	namePeakV1    = newFileName("memory.max_usage_in_bytes")
-	nameFailcnt   = newFileName("memory.failcnt")
-	nameOOMCtl    = newFileName("memory.oom_control")
-	nameKmemUsage = newFileName("memory.kmem.usage_in_bytes")
-	nameKmemLimit = newFileName("memory.kmem.limit_in_bytes")
-	nameMax       = newFileName("memory.max")
-	nameCurrent   = newFileName("memory.current")
-	namePeakV2    = newFileName("memory.peak")
-	nameEvents    = newFileName("memory.events")
-	namePressure  = newFileName("memory.pressure")
-	nameCgStat    = newFileName("cgroup.stat")
+const (
+	nameStat      = "memory.stat"
+	nameLimitV1   = "memory.limit_in_bytes"
+	nameUsageV1   = "memory.usage_in_bytes"
+	namePeakV1    = "memory.max_usage_in_bytes"
+	nameFailcnt   = "memory.failcnt"
+	nameOOMCtl    = "memory.oom_control"
+	nameKmemUsage = "memory.kmem.usage_in_bytes"
+	nameKmemLimit = "memory.kmem.limit_in_bytes"
+	nameMax       = "memory.max"
+	nameCurrent   = "memory.current"
+	namePeakV2    = "memory.peak"
+	nameEvents    = "memory.events"
+	namePressure  = "memory.pressure"
+	nameCgStat    = "cgroup.stat"
 )
 
 // read reads one file; a failure is recorded as a FieldError.
-func (r *memReader) read(name fileName) ([]byte, bool) {
+func (r *memReader) read(name string) ([]byte, bool) {
 	data, err := r.dir.read(name, r.buf)
 	if err != nil {
-		r.m.Errors = append(r.m.Errors, FieldError{Field: name.s, Path: r.dir.path() + "/" + name.s, Err: err})
+		r.m.Errors = append(r.m.Errors, FieldError{Field: name, Path: r.dir.path() + "/" + name, Err: err})
 		return nil, false
 	}
 	return data, true
@@ -363,7 +349,7 @@ func (r *memReader) read(name fileName) ([]byte, bool) {
 
 // optional reads a file this kernel may lack. ENOENT in a cgroup that still
 // exists means the kernel has no such file: no error, and FS stops trying.
-func (r *memReader) optional(f optionalFile, name fileName) ([]byte, bool) {
+func (r *memReader) optional(f optionalFile, name string) ([]byte, bool) {
 	if r.fs.absent[f].Load() {
 		return nil, false
 	}
@@ -377,7 +363,7 @@ func (r *memReader) optional(f optionalFile, name fileName) ([]byte, bool) {
 			return nil, false
 		}
 	}
-	r.m.Errors = append(r.m.Errors, FieldError{Field: name.s, Path: r.dir.path() + "/" + name.s, Err: err})
+	r.m.Errors = append(r.m.Errors, FieldError{Field: name, Path: r.dir.path() + "/" + name, Err: err})
 	return nil, false
 }
 
@@ -393,7 +379,7 @@ func (r *memReader) stat(v1 bool) {
 	}
 	var s memStat
 	if err := parseMemStat(data, v1, &s); err != nil {
-		r.fail(nameStat.s, err)
+		r.fail(nameStat, err)
 	}
 	set := func(f statField, dst **uint64) {
 		if s.has(f) {
@@ -409,7 +395,7 @@ func (r *memReader) stat(v1 bool) {
 	set(statSock, &r.m.Sock)
 }
 
-func (r *memReader) limit(name fileName) {
+func (r *memReader) limit(name string) {
 	data, ok := r.read(name)
 	if !ok {
 		return
@@ -417,7 +403,7 @@ func (r *memReader) limit(name fileName) {
 	v, unlimited, err := ParseLimit(data)
 	switch {
 	case err != nil:
-		r.fail(name.s, err)
+		r.fail(name, err)
 	case unlimited:
 		r.m.Unlimited = true
 	default:
@@ -425,9 +411,9 @@ func (r *memReader) limit(name fileName) {
 	}
 }
 
-func (r *memReader) counter(name fileName, dst **uint64) {
+func (r *memReader) counter(name string, dst **uint64) {
 	if data, ok := r.read(name); ok {
-		r.parseCounter(name.s, data, dst)
+		r.parseCounter(name, data, dst)
 	}
 }
 
@@ -447,7 +433,7 @@ func (r *memReader) oomControl() {
 	}
 	oc, err := ParseOOMControl(data)
 	if err != nil {
-		r.fail(nameOOMCtl.s, err)
+		r.fail(nameOOMCtl, err)
 		return
 	}
 	r.vals.underOOM = oc.UnderOOM
@@ -477,7 +463,7 @@ func (r *memReader) events() {
 		}
 	})
 	if err != nil {
-		r.fail(nameEvents.s, err)
+		r.fail(nameEvents, err)
 	}
 }
 
@@ -493,7 +479,7 @@ func (r *memReader) cgroupStat() {
 		}
 	})
 	if err != nil {
-		r.fail(nameCgStat.s, err)
+		r.fail(nameCgStat, err)
 	}
 }
 

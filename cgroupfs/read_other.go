@@ -15,7 +15,6 @@ type cgDir struct {
 	fd     int
 	parent string
 	name   string
-	seq    bool // unused off Linux
 }
 
 func (d cgDir) path() string {
@@ -43,8 +42,8 @@ func openDirAt(parent cgDir, name string) (cgDir, error) {
 
 func (d cgDir) close() {}
 
-func (d cgDir) read(name fileName, buf *[]byte) ([]byte, error) {
-	return readPath(filepath.Join(d.path(), name.s), buf)
+func (d cgDir) read(name string, buf *[]byte) ([]byte, error) {
+	return readPath(filepath.Join(d.path(), name), buf)
 }
 
 // ino is unsupported off Linux, so nothing is cached there.

@@ -18,9 +18,9 @@ const dirBufSize = 8 << 10
 
 // forEachDirent calls fn with the name (NUL-terminated, aliasing buf) of
 // every subdirectory entry of the open directory fd, "." and ".." excluded.
-func forEachDirent(sys fileSys, fd int, path string, buf []byte, fn func(name []byte)) error {
+func forEachDirent(fd int, path string, buf []byte, fn func(name []byte)) error {
 	for {
-		n, err := sys.getdents(fd, buf)
+		n, err := retryEINTR(func() (int, error) { return unix.Getdents(fd, buf) })
 		if err != nil {
 			return fmt.Errorf("%w: getdents %s: %w", ErrFileRead, path, err)
 		}
@@ -84,7 +84,7 @@ func listDirs(dir string) ([]string, error) {
 	buf := getBuf()
 	defer putBuf(buf)
 	var out []string
-	err = forEachDirent(goSys, fd, dir, (*buf)[:cap(*buf)], func(name []byte) {
+	err = forEachDirent(fd, dir, (*buf)[:cap(*buf)], func(name []byte) {
 		out = append(out, string(trimNUL(name)))
 	})
 	if err != nil {
@@ -110,9 +110,7 @@ func isCgroupFS(dir string) bool {
 // st_nlink: a directory with nlink 2 has no subdirectory, so it is never
 // opened or listed. A v1 node's ~4000 cgroups are mostly leaves (container
 // cgroups): they cost one fstatat (~1 us) each instead of open + getdents +
-// close (~12 us; ~29 us with os.ReadDir). Only valid where isCgroupFS, which
-// is also why its system calls go around the scheduler (rawSys, as cgroup
-// file reads do): kernfs directory listings and stats do no I/O.
+// close (~12 us; ~29 us with os.ReadDir). Only valid where isCgroupFS.
 //
 // known (if not nil) remembers each directory's subdirectories between
 // calls, so a directory whose subdirectories did not change is not listed
@@ -224,8 +222,9 @@ func (w *nlinkWalk) subdirs(fd int, path string, self kid, s *walkScratch) ([]st
 
 func (w *nlinkWalk) descend(fd int, path, name string, k kid) {
 	childPath := path + "/" + name
-	var z [unix.NAME_MAX + 1]byte
-	child, err := rawSys.openat(fd, nulTerminated(&z, name), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW)
+	child, err := retryEINTR(func() (int, error) {
+		return unix.Openat(fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	})
 	if err != nil {
 		if !errors.Is(err, unix.ENOENT) {
 			err = &iofs.PathError{Op: "open", Path: childPath, Err: err}
@@ -234,14 +233,14 @@ func (w *nlinkWalk) descend(fd int, path, name string, k kid) {
 		}
 		return
 	}
-	defer rawSys.close(child)
+	defer unix.Close(child)
 	w.visit(child, childPath, k)
 }
 
 // listNames lists the subdirectories of fd, sorted.
 func listNames(fd int, path string, buf []byte) ([]string, error) {
 	var names []string
-	err := forEachDirent(rawSys, fd, path, buf, func(z []byte) {
+	err := forEachDirent(fd, path, buf, func(z []byte) {
 		names = append(names, string(trimNUL(z)))
 	})
 	sortStrings(names)
@@ -254,9 +253,9 @@ func listNames(fd int, path string, buf []byte) ([]string, error) {
 func statKids(fd int, path string, names []string, kids []kid) (_ []kid, errs []error, all bool) {
 	all = true
 	for _, name := range names {
-		var z [unix.NAME_MAX + 1]byte
 		var st unix.Stat_t
-		if err := rawSys.fstatat(fd, nulTerminated(&z, name), &st); err != nil {
+		_, err := retryEINTR(func() (int, error) { return 0, unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) })
+		if err != nil {
 			if !errors.Is(err, unix.ENOENT) {
 				errs = append(errs, &iofs.PathError{Op: "fstatat", Path: path + "/" + name, Err: err})
 			}
@@ -268,12 +267,4 @@ func statKids(fd int, path string, names []string, kids []kid) (_ []kid, errs []
 		kids = append(kids, k)
 	}
 	return kids, errs, all
-}
-
-// nulTerminated copies name (a directory entry: at most NAME_MAX bytes, no
-// NUL) into z with its NUL, so the system call needs no heap copy.
-func nulTerminated(z *[unix.NAME_MAX + 1]byte, name string) []byte {
-	n := copy(z[:unix.NAME_MAX], name)
-	z[n] = 0
-	return z[:n+1]
 }
