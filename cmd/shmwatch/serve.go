@@ -57,18 +57,13 @@ func (s *serveCmd) run(log *zap.Logger) int {
 		log.Error("cannot start", zap.Error(err))
 		return 1
 	}
-	var gc *gcTuner // nil: GOGC set in the environment
-	if _, set := os.LookupEnv("GOGC"); !set {
-		gc = newGCTuner()
-	}
 	var ready atomic.Bool
 	go func() { // the first collection warms the mount cache before /readyz says yes
 		if _, err := col.Collect(ctx); err == nil {
 			ready.Store(true)
 		}
-		gc.adjust()
 	}()
-	server := &http.Server{Handler: s.mux(col, &ready, gc, log), ReadHeaderTimeout: 10 * time.Second}
+	server := &http.Server{Handler: s.mux(col, &ready, log), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- web.ListenAndServe(server, s.web, slog.New(zapslog.NewHandler(log.Core()))) }()
 	log.Info("serving", zap.Strings("listen", *s.web.WebListenAddresses), zap.String("version", agent.Version))
@@ -87,7 +82,7 @@ func (s *serveCmd) run(log *zap.Logger) int {
 	return 0
 }
 
-func (s *serveCmd) mux(col *agent.Collector, ready *atomic.Bool, gc *gcTuner, log *zap.Logger) *http.ServeMux {
+func (s *serveCmd) mux(col *agent.Collector, ready *atomic.Bool, log *zap.Logger) *http.ServeMux {
 	base := prometheus.NewRegistry()
 	base.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	exporter := agent.NewExporter(col, s.scrapeTimeout, s.sandbox)
@@ -96,7 +91,7 @@ func (s *serveCmd) mux(col *agent.Collector, ready *atomic.Bool, gc *gcTuner, lo
 		ErrorHandling: promhttp.ContinueOnError,
 		ErrorLog:      zap.NewStdLog(log),
 	})
-	mux.Handle(s.telemetryPath, tuneGCAfter(metrics, gc))
+	mux.Handle(s.telemetryPath, metrics)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !ready.Load() {
