@@ -71,9 +71,7 @@ type Collector struct {
 	// container cgroup path: it is fixed for the container's lifetime, so
 	// only statfs runs on every collection.
 	mounts map[string]cachedMount
-	// podBufs and commBuf are read buffers of the one collection at a
-	// time: readPod copies what it keeps out of podBufs.
-	podBufs   cgroupfs.PodBuffers
+	// commBuf is a read buffer of the one collection at a time.
 	commBuf   []byte
 	logged    map[string]bool
 	errTotals map[string]uint64
@@ -250,13 +248,12 @@ func (c *Collector) knownSandbox(path string) bool {
 }
 
 func (c *Collector) readPod(col *collection, cp *cgroupfs.Pod) (Pod, bool) {
-	mem, ctrMems := c.fs.PodMemoryInto(&c.podBufs, *cp, c.fields(podFields), c.containerWant)
+	mem, ctrMems := c.fs.PodMemory(*cp, c.fields(podFields), c.containerWant)
 	if c.vanished(cp.Path, mem) {
 		return Pod{}, false
 	}
 	col.noteKmem(cp.Path, mem)
-	vals := newValues(len(cp.Containers))
-	p := Pod{UID: cp.UID, QOS: string(cp.QOS), Cgroup: cp.Path, Memory: vals.memory(mem), DyingMemcg: vals.keep(mem.DyingDescendants),
+	p := Pod{UID: cp.UID, QOS: string(cp.QOS), Cgroup: cp.Path, Memory: memoryOf(mem), DyingMemcg: mem.DyingDescendants,
 		Shm: []Shm{}}
 	p.Errors = p.noteFieldErrors(mem.Errors)
 	meta, hasMeta := c.podMeta(cp.UID)
@@ -281,7 +278,7 @@ func (c *Collector) readPod(col *collection, cp *cgroupfs.Pod) (Pod, bool) {
 			// /var/log/containers links list none, and the pause check
 			// of the shm phase decides then.
 			Sandbox: hasMeta && len(meta.Containers) > 0 && meta.Containers[ct.ID] == "",
-			Memory:  vals.memory(cm), OOMKills: vals.keep(cm.OOMKills), LimitHits: vals.keep(cm.LimitHits),
+			Memory:  memoryOf(cm), OOMKills: cm.OOMKills, LimitHits: cm.LimitHits,
 			Errors: p.noteFieldErrors(cm.Errors),
 		})
 	}

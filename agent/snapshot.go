@@ -125,34 +125,9 @@ type Orphan struct {
 	Age    float64 `json:"age_seconds"`
 }
 
-// values holds one pod's kept numbers in one block. A cgroupfs.Memory
-// points into the collection's PodBuffers, which the next pod's read
-// reuses: the snapshot keeps copies of the few numbers it reports, one
-// allocation per pod.
-type values []uint64
-
-// newValues sizes the block for a pod with n containers, so it never grows.
-func newValues(containers int) values {
-	return make(values, 0, podValueCount+containers*containerValueCount)
-}
-
-const (
-	podValueCount       = 7 // Memory (6) and DyingMemcg
-	containerValueCount = 8 // Memory (6), OOMKills and LimitHits
-)
-
-// keep returns a pointer to a copy of *p, or nil when p is nil.
-func (v *values) keep(p *uint64) *uint64 {
-	if p == nil {
-		return nil
-	}
-	*v = append(*v, *p) // within capacity: earlier pointers stay valid and in this block
-	return &(*v)[len(*v)-1]
-}
-
-func (v *values) memory(m cgroupfs.Memory) Memory {
-	return Memory{Limit: v.keep(m.Limit), Usage: v.keep(m.Usage), WorkingSet: v.keep(m.WorkingSet),
-		Shmem: v.keep(m.Shmem), Kernel: v.keep(m.Kernel), Peak: v.keep(m.Peak)}
+// memoryOf is the part of a cgroup read the snapshot reports.
+func memoryOf(m cgroupfs.Memory) Memory {
+	return Memory{Limit: m.Limit, Usage: m.Usage, WorkingSet: m.WorkingSet, Shmem: m.Shmem, Kernel: m.Kernel, Peak: m.Peak}
 }
 
 func usagePtrs(u shmscan.Usage) (size, used, avail *uint64) {
