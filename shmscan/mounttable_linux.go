@@ -51,52 +51,12 @@ func parseMountinfo(data []byte, keep func(*mountinfo.Info) bool) ([]mountEntry,
 // mountinfo: the last one listed, since a later mount hides an earlier one
 // on the same point. nil when /dev/shm is not a mount point.
 func devShmEntry(data []byte) (*mountEntry, error) {
-	es, err := parseMountinfo(devShmLines(data), func(i *mountinfo.Info) bool { return i.Mountpoint == "/dev/shm" })
+	es, err := parseMountinfo(data, func(i *mountinfo.Info) bool { return i.Mountpoint == "/dev/shm" })
 	if err != nil || len(es) == 0 {
 		return nil, err
 	}
 	e := es[len(es)-1]
 	return &e, nil
-}
-
-// devShmLines keeps the lines of a mountinfo whose mount point (the fifth
-// field) may be /dev/shm: the literal, or one with an escape the parser
-// would decode. The library then parses one line of a container's ~25
-// instead of all of them, for each of the ~3000 containers a cold scan
-// resolves (BenchmarkReadParseContainerTable: 13.7 -> 6.0 us); a
-// malformed line elsewhere in the table no longer hides /dev/shm either.
-func devShmLines(data []byte) []byte {
-	var out []byte
-	for len(data) > 0 {
-		line := data
-		if i := bytes.IndexByte(data, '\n'); i >= 0 {
-			line, data = data[:i+1], data[i+1:]
-		} else {
-			data = nil
-		}
-		if mp := mountPointField(line); bytes.Equal(mp, devShm) || bytes.IndexByte(mp, '\\') >= 0 {
-			out = append(out, line...)
-		}
-	}
-	return out
-}
-
-var devShm = []byte("/dev/shm")
-
-// mountPointField is the fifth space-separated field of a mountinfo line,
-// or nil.
-func mountPointField(line []byte) []byte {
-	for range 4 {
-		i := bytes.IndexByte(line, ' ')
-		if i < 0 {
-			return nil
-		}
-		line = line[i+1:]
-	}
-	if i := bytes.IndexAny(line, " \n"); i >= 0 {
-		line = line[:i]
-	}
-	return line
 }
 
 // hostTable is the host mount table indexed for the joins shmscan makes.

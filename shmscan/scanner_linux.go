@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
+	"os"
 	"path"
 	"strconv"
 	"strings"
@@ -19,8 +19,8 @@ import (
 type Scanner struct {
 	cfg Config
 
-	refreshMu sync.Mutex // serialises Refresh and owns hostFD
-	hostFD    int        // open host mountinfo, polled for changes; -1 when closed
+	refreshMu sync.Mutex // serialises Refresh and owns hostFile
+	hostFile  *os.File   // open host mountinfo, polled for changes; nil when closed
 
 	mu       sync.Mutex // guards everything below
 	host     *hostTable
@@ -40,7 +40,6 @@ type nsEntry struct {
 func NewScanner(cfg Config) *Scanner {
 	return &Scanner{
 		cfg:      cfg.withDefaults(),
-		hostFD:   -1,
 		ns:       map[uint64]*nsEntry{},
 		inflight: map[string]*flight{},
 		stuck:    map[string]stuckMount{},
@@ -98,16 +97,15 @@ func (s *Scanner) sweep() {
 // hostChanged opens the host mountinfo if needed (reporting a change) or
 // polls it.
 func (s *Scanner) hostChanged() (bool, error) {
-	if s.hostFD < 0 {
-		p := s.procPath(s.cfg.HostPID, "mountinfo")
-		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if s.hostFile == nil {
+		f, err := os.Open(s.procPath(s.cfg.HostPID, "mountinfo"))
 		if err != nil {
-			return false, fmt.Errorf("open %s: %w", p, err)
+			return false, err
 		}
-		s.hostFD = fd
+		s.hostFile = f
 		return true, nil
 	}
-	fds := []unix.PollFd{{Fd: int32(s.hostFD), Events: unix.POLLPRI}}
+	fds := []unix.PollFd{{Fd: int32(s.hostFile.Fd()), Events: unix.POLLPRI}}
 	for {
 		_, err := unix.Poll(fds, 0)
 		if errors.Is(err, unix.EINTR) {
@@ -122,9 +120,9 @@ func (s *Scanner) hostChanged() (bool, error) {
 }
 
 func (s *Scanner) closeHost() {
-	if s.hostFD >= 0 {
-		unix.Close(s.hostFD)
-		s.hostFD = -1
+	if s.hostFile != nil {
+		s.hostFile.Close()
+		s.hostFile = nil
 	}
 }
 
@@ -132,7 +130,7 @@ func (s *Scanner) closeHost() {
 // over) with the 1 MiB cap.
 func (s *Scanner) readHostTable() (*hostTable, error) {
 	p := s.procPath(s.cfg.HostPID, "mountinfo")
-	data, err := readAllCapped(&fdReader{fd: s.hostFD}, p)
+	data, err := readAllCapped(io.NewSectionReader(s.hostFile, 0, readCap+1), p)
 	if err != nil {
 		return nil, err
 	}
@@ -145,47 +143,14 @@ func (s *Scanner) readHostTable() (*hostTable, error) {
 
 // readCappedInto reads a /proc file into *buf (which it may grow) in one
 // pass, without Stat (proc files report size 0), failing with ErrTooBig
-// beyond readCap. It reads the descriptor itself: os.Open allocates an
-// *os.File and tries to register every file with the network poller (two
-// epoll_ctl calls, refused for proc files), ~4 % of a cold scan that reads
-// 3000 containers' mountinfo.
+// beyond readCap.
 func readCappedInto(path string, buf *[]byte) ([]byte, error) {
-	var fd int
-	var err error
-	for {
-		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != unix.EINTR {
-			break
-		}
-	}
+	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, &fs.PathError{Op: "open", Path: path, Err: err})
+		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
-	defer unix.Close(fd)
-	return readAllCappedInto(&fdReader{fd: fd}, path, buf)
-}
-
-// fdReader reads a file descriptor with pread from offset 0 on.
-type fdReader struct {
-	fd  int
-	off int64
-}
-
-func (r *fdReader) Read(b []byte) (int, error) {
-	for {
-		n, err := unix.Pread(r.fd, b, r.off)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return 0, err
-		}
-		if n == 0 && len(b) > 0 {
-			return 0, io.EOF
-		}
-		r.off += int64(n)
-		return n, nil
-	}
+	defer f.Close()
+	return readAllCappedInto(f, path, buf)
 }
 
 // hostTable returns the current host table, reading it first if Refresh was
