@@ -41,53 +41,50 @@ func TestHandlerServesGolden(t *testing.T) {
 	}
 }
 
-// Protobuf scrapes in flight share one set of families per snapshot,
-// dropped once the last scrape is done; text scrapes stream their own.
-// (Collections are shared by Collector.Collect:
+// Text and protobuf scrapes served at once each get the whole set of
+// families. (Collections are shared by Collector.Collect:
 // TestCollectSharedByConcurrentCallers.)
-func TestHandlerSharesFamilies(t *testing.T) {
+func TestHandlerConcurrentScrapes(t *testing.T) {
 	col := fixtureCollector(buildV1Fixture(t), fixtureMeta())
-	h := NewExporter(col, 10*time.Second, false).Handler(prometheus.NewRegistry(), promhttp.HandlerOpts{}).(*metricsHandler)
-	snap, err := col.Collect(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := NewExporter(col, 10*time.Second, false).Handler(prometheus.NewRegistry(), promhttp.HandlerOpts{})
 	const scrapers = 20
-	for i := 0; i < scrapers; i++ {
-		h.begin() // all in flight at once
-	}
 	var wg sync.WaitGroup
-	sizes := make([]int, scrapers)
+	families := make([]int, scrapers)
 	for i := range scrapers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if i%2 == 0 {
-				rec := httptest.NewRecorder()
-				h.serveText(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil), expfmt.NewFormat(expfmt.TypeTextPlain))
-				sizes[i] = rec.Body.Len()
+			req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+			if i%2 == 1 {
+				req.Header.Set("Accept", string(expfmt.NewFormat(expfmt.TypeProtoDelim)))
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != http.StatusOK {
+				t.Errorf("scrape %d: status %d", i, rec.Code)
 				return
 			}
-			fams, err := h.familiesOf(snap)
-			if err != nil {
-				t.Error(err)
+			dec := expfmt.NewDecoder(rec.Body, expfmt.ResponseFormat(rec.Header()))
+			for {
+				var mf dto.MetricFamily
+				if err := dec.Decode(&mf); err != nil {
+					if err != io.EOF {
+						t.Errorf("scrape %d: %v", i, err)
+					}
+					break
+				}
+				families[i]++
 			}
-			sizes[i] = len(fams)
 		}()
 	}
 	wg.Wait()
-	if h.builds != 1 {
-		t.Errorf("%d concurrent protobuf scrapes of one snapshot built %d family sets, want 1", scrapers/2, h.builds)
+	want := families[0]
+	if want < 20 {
+		t.Fatalf("a text scrape got %d families, want 20 or more", want)
 	}
-	for i := 0; i < scrapers; i++ {
-		h.end()
-	}
-	if h.families != nil {
-		t.Errorf("families kept after the last scrape ended")
-	}
-	for i, n := range sizes {
-		if i%2 == 0 && n < 1000 || i%2 == 1 && n < 20 {
-			t.Errorf("scrape %d got %d (bytes of text or families)", i, n)
+	for i, n := range families {
+		if n != want {
+			t.Errorf("scrape %d (protobuf: %v) got %d families, want %d", i, i%2 == 1, n, want)
 		}
 	}
 }
