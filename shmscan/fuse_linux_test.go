@@ -156,10 +156,15 @@ func mountHungFS(t *testing.T) (*hungFS, string, string) {
 
 func itoa(n int) string { return strconv.Itoa(n) }
 
-// A FUSE filesystem that never answers statfs: StatHost times out with
+// A FUSE filesystem that never answers statfs: StatHosts times out with
 // ErrStuck, the mount is listed by Stuck, later calls fail fast without a
 // second statfs reaching the filesystem, and once the stuck statfs returns the
 // mount is measured again.
+func statHost(s *Scanner, m Mount) (Usage, error) {
+	r := s.StatHosts([]Mount{m})[0]
+	return r.Usage, r.Err
+}
+
 func TestFUSEStatfsStuck(t *testing.T) {
 	requireRoot(t)
 	h, dir, dev := mountHungFS(t)
@@ -168,7 +173,7 @@ func TestFUSEStatfsStuck(t *testing.T) {
 	m := Mount{HostPath: dir, Device: dev}
 
 	start := time.Now()
-	_, err := s.StatHost(m)
+	_, err := statHost(s, m)
 	if !errors.Is(err, ErrStuck) {
 		t.Fatalf("first StatHost: %v, want ErrStuck", err)
 	}
@@ -179,7 +184,7 @@ func TestFUSEStatfsStuck(t *testing.T) {
 
 	start = time.Now()
 	for i := 0; i < 5; i++ {
-		if _, err := s.StatHost(m); !errors.Is(err, ErrStuck) {
+		if _, err := statHost(s, m); !errors.Is(err, ErrStuck) {
 			t.Fatalf("StatHost while stuck: %v", err)
 		}
 	}
@@ -199,7 +204,7 @@ func TestFUSEStatfsStuck(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	u, err := s.StatHost(m)
+	u, err := statHost(s, m)
 	if err != nil {
 		t.Fatalf("StatHost after release: %v", err)
 	}
@@ -213,7 +218,7 @@ func TestFUSEStatfsStuck(t *testing.T) {
 }
 
 // StatHosts over tmpfs mounts around a FUSE mount that never answers:
-// each tmpfs is measured (the ones after the stuck mount by a new worker),
+// each tmpfs is measured (the ones after the stuck mount too),
 // the stuck one fails with ErrStuck after one timeout, the whole call
 // waits about one timeout, and a second call fails the stuck mount at once
 // without a second STATFS while measuring the others again.
@@ -279,5 +284,44 @@ func TestStatHostsAroundStuckMount(t *testing.T) {
 	}
 	if got := s.Stuck(); len(got) != 1 || got[0] != fuseDev {
 		t.Errorf("Stuck() = %v, want [%s]", got, fuseDev)
+	}
+}
+
+// A slow mount answered within the timeout, then a fast one: neither is
+// reported stuck. The second mount's timeout counts from its own statfs,
+// never from the slow one's start. (The batch worker this replaced stored
+// "job j finished" before "job j+1 started", so a timer tick between the
+// two stores timed the fast mount from the slow one's start and marked it
+// stuck.)
+func TestStatHostsSlowThenFastMount(t *testing.T) {
+	requireRoot(t)
+	h, fuseDir, fuseDev := mountHungFS(t)
+	dir := t.TempDir() + "/shm"
+	mountTmpfs(t, dir, 0, "size=1m")
+	var stx unix.Statx_t
+	if err := unix.Statx(unix.AT_FDCWD, dir, 0, unix.STATX_TYPE, &stx); err != nil {
+		t.Fatal(err)
+	}
+	tmpfs := Mount{HostPath: dir, Device: itoa(int(stx.Dev_major)) + ":" + itoa(int(stx.Dev_minor))}
+	const timeout = time.Second
+	s := NewScanner(Config{HostPID: os.Getpid(), StatfsTimeout: timeout})
+	released := make(chan struct{})
+	go func() { // answer the FUSE statfs well within the timeout
+		defer close(released)
+		time.Sleep(timeout * 6 / 10)
+		h.unblock()
+	}()
+	t.Cleanup(func() { <-released })
+	res := s.StatHosts([]Mount{{HostPath: fuseDir, Device: fuseDev}, tmpfs})
+	for i, r := range res {
+		if r.Err != nil {
+			t.Errorf("mount %d: %v", i, r.Err)
+		}
+	}
+	if res[1].Usage.SizeBytes != 1<<20 {
+		t.Errorf("tmpfs size %d, want %d", res[1].Usage.SizeBytes, 1<<20)
+	}
+	if got := s.Stuck(); len(got) != 0 {
+		t.Errorf("Stuck() = %v, want none", got)
 	}
 }

@@ -350,15 +350,6 @@ func (s *Scanner) MemoryEmptyDirs(podUID string) []Mount {
 	return out
 }
 
-// StatHost statfs's a host mount through <proc>/<HostPID>/root/<HostPath>
-// with the timeout. When m.Device is set, a different filesystem at that path
-// (the mount went away) fails with ErrMountChanged instead of measuring the
-// parent filesystem. StatHosts measures many at less cost.
-func (s *Scanner) StatHost(m Mount) (Usage, error) {
-	r := s.StatHosts([]Mount{m})[0]
-	return r.Usage, r.Err
-}
-
 // hostRel turns a host mount point into a path relative to the host root,
 // refusing anything that is not a clean absolute path.
 func hostRel(p string) (string, error) {

@@ -25,9 +25,6 @@ func (*Scanner) ContainerShmMount([]int) (Mount, bool, error) {
 // MemoryEmptyDirs returns nothing.
 func (*Scanner) MemoryEmptyDirs(string) []Mount { return nil }
 
-// StatHost fails with ErrUnsupported.
-func (*Scanner) StatHost(Mount) (Usage, error) { return Usage{}, ErrUnsupported }
-
 // StatHosts fails every mount with ErrUnsupported.
 func (*Scanner) StatHosts(ms []Mount) []HostStat {
 	out := make([]HostStat, len(ms))

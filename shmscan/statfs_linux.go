@@ -31,9 +31,45 @@ type stuckMount struct {
 	since time.Time
 }
 
-// measure runs measureAt(root, rel) with the Scanner's timeout. key names the
-// filesystem (its device when known): while a statfs on key is stuck every
-// call returns ErrStuck at once, until that statfs returns.
+// StatHosts statfs's each host mount through <proc>/<HostPID>/root/<HostPath>,
+// in order, each with the timeout (see measure). When m.Device is set, a
+// different filesystem at that path (the mount went away) fails with
+// ErrMountChanged instead of measuring the parent filesystem.
+func (s *Scanner) StatHosts(ms []Mount) []HostStat {
+	out := make([]HostStat, len(ms))
+	root := s.procPath(s.cfg.HostPID, "root")
+	for i, m := range ms {
+		rel, err := hostRel(m.HostPath)
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		key := m.Device
+		if key == "" {
+			key = m.HostPath
+		}
+		out[i] = hostStat(m, s.measure(key, root, rel))
+	}
+	return out
+}
+
+// hostStat checks a measurement of m against the device m expects.
+func hostStat(m Mount, r fsResult) HostStat {
+	if r.err != nil {
+		return HostStat{Err: r.err}
+	}
+	if m.Device != "" && r.device != m.Device {
+		return HostStat{Err: fmt.Errorf("%s: device %s, expected %s: %w", m.HostPath, r.device, m.Device, ErrMountChanged)}
+	}
+	return HostStat{Usage: r.usage}
+}
+
+// measure is the one way shmscan statfs's: measureAt(root, rel) on a
+// goroutine of its own, awaited for at most the Scanner's timeout, which
+// starts before that goroutine does, so it never counts another mount's
+// time. key names the filesystem (its device when known): while a statfs on
+// key is stuck every call returns ErrStuck at once, until that statfs
+// returns; calls on a key in flight share its result.
 func (s *Scanner) measure(key, root, rel string) fsResult {
 	path := root + "/" + rel
 	s.mu.Lock()
@@ -59,15 +95,10 @@ func (s *Scanner) measure(key, root, rel string) fsResult {
 	return fsResult{err: s.markStuck(key, path)}
 }
 
-// fly does the blocking work of a flight and lands it.
+// fly does the blocking work of a flight and ends it: callers waiting on
+// it get the result, and key is no longer in flight nor stuck.
 func (s *Scanner) fly(key string, f *flight, root, rel string) {
-	s.land(key, f, measureAt(root, rel))
-}
-
-// land ends a flight with its result: callers waiting on it get r, and key
-// is no longer in flight nor stuck.
-func (s *Scanner) land(key string, f *flight, r fsResult) {
-	f.res = r
+	f.res = measureAt(root, rel)
 	s.mu.Lock()
 	delete(s.inflight, key)
 	delete(s.stuck, key)
@@ -113,11 +144,6 @@ func measureAt(root, rel string) fsResult {
 		return fsResult{err: fmt.Errorf("open %s: %w", root, err)}
 	}
 	defer unix.Close(rootFD)
-	return measureIn(rootFD, root, rel)
-}
-
-// measureIn is measureAt with root already open as rootFD.
-func measureIn(rootFD int, root, rel string) fsResult {
 	path := root + "/" + rel
 	fd, err := unix.Openat2(rootFD, rel, &unix.OpenHow{
 		Flags:   unix.O_PATH | unix.O_CLOEXEC,
