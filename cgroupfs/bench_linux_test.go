@@ -91,7 +91,7 @@ func BenchmarkMemory(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		for _, p := range paths {
-			if m := fs.Memory(p); len(m.Errors) > 0 {
+			if m := fs.MemoryFields(p, FieldsAll); len(m.Errors) > 0 {
 				b.Fatal(m.Errors)
 			}
 		}

@@ -94,14 +94,11 @@ type memReader struct {
 	m    Memory
 }
 
-// Memory reads all of one cgroup's memory files; path is relative to
-// MemoryRoot with a leading slash. Every field that cannot be read is nil and
-// has an entry in Errors; a vanished cgroup gives one "cgroup" error wrapping
+// MemoryFields reads the memory files behind want of one cgroup; path is
+// relative to MemoryRoot with a leading slash. Every field that cannot be
+// read, or was not asked for, is nil; one that could not be read has an
+// entry in Errors; a vanished cgroup gives one "cgroup" error wrapping
 // fs.ErrNotExist.
-func (fs *FS) Memory(path string) Memory { return fs.MemoryFields(path, FieldsAll) }
-
-// MemoryFields is Memory reading only the files behind want; the fields it
-// does not read stay nil without an error.
 func (fs *FS) MemoryFields(path string, want Fields) Memory {
 	dirPath := fs.abs(path)
 	d, err := openDir(dirPath)

@@ -321,7 +321,7 @@ func assertMemoryMatchesKernel(t *testing.T, fs *FS, cg string) Memory {
 	var diff string
 	for try := 0; try < 20; try++ {
 		before := kernelMemory(t, fs, cg)
-		got := fs.Memory(cg)
+		got := fs.MemoryFields(cg, FieldsAll)
 		after := kernelMemory(t, fs, cg)
 		if len(got.Errors) > 0 {
 			t.Fatalf("Memory(%s) errors: %v", cg, got.Errors)
@@ -470,11 +470,11 @@ func TestRealKernelPodTree(t *testing.T) {
 		t.Fatalf("DyingMemcgs = %s after rmdir, want %d", ptrVal(after.DyingMemcgs), d0+1)
 	}
 	if fs.Hierarchy.Mode == ModeV2 {
-		if pm := fs.Memory(burst); pm.DyingDescendants == nil || *pm.DyingDescendants != 1 {
+		if pm := fs.MemoryFields(burst, FieldsAll); pm.DyingDescendants == nil || *pm.DyingDescendants != 1 {
 			t.Errorf("pod DyingDescendants = %s, want 1", ptrVal(pm.DyingDescendants))
 		}
 	}
-	if pm := fs.Memory(burst); pm.Shmem == nil || *pm.Shmem != testMiB<<20 {
+	if pm := fs.MemoryFields(burst, FieldsAll); pm.Shmem == nil || *pm.Shmem != testMiB<<20 {
 		t.Errorf("pod shmem after rmdir = %s, want %d (still charged)", ptrVal(pm.Shmem), testMiB<<20)
 	}
 	h.stop(t)
@@ -491,7 +491,7 @@ func TestRealKernelPodTree(t *testing.T) {
 func TestRealKernelVanishedAndRuntime(t *testing.T) {
 	fs := realFS(t)
 	tr := newTestTree(t, fs)
-	gone := fs.Memory(tr.root + "/does-not-exist")
+	gone := fs.MemoryFields(tr.root+"/does-not-exist", FieldsAll)
 	if len(gone.Errors) != 1 || !errors.Is(gone.Errors[0], os.ErrNotExist) || gone.Usage != nil {
 		t.Errorf("vanished cgroup: %+v", gone)
 	}

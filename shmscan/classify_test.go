@@ -65,20 +65,9 @@ func TestParseSizeOption(t *testing.T) {
 		{"", nil},
 	}
 	for _, tt := range tests {
-		if diff := cmp.Diff(tt.want, ParseSizeOption(tt.opts)); diff != "" {
-			t.Errorf("ParseSizeOption(%q) (-want +got):\n%s", tt.opts, diff)
+		if diff := cmp.Diff(tt.want, parseSizeOption(tt.opts)); diff != "" {
+			t.Errorf("parseSizeOption(%q) (-want +got):\n%s", tt.opts, diff)
 		}
-	}
-}
-
-func TestUnique(t *testing.T) {
-	in := []Mount{{Device: "0:39", MountPoint: "a"}, {Device: "0:40"}, {Device: "0:39", MountPoint: "b"}}
-	got := Unique(in)
-	if len(got) != 2 || got[0].MountPoint != "a" || got[1].Device != "0:40" {
-		t.Errorf("Unique = %+v", got)
-	}
-	if len(in) != 3 || in[2].MountPoint != "b" {
-		t.Errorf("Unique modified its input: %+v", in)
 	}
 }
 

@@ -41,9 +41,9 @@ func FuzzParseSizeOption(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		n := ParseSizeOption(s)
+		n := parseSizeOption(s)
 		if n != nil && (*n == 0 || *n > 1<<63-1) {
-			t.Fatalf("ParseSizeOption(%q) = %d", s, *n)
+			t.Fatalf("parseSizeOption(%q) = %d", s, *n)
 		}
 	})
 }

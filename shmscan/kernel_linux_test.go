@@ -121,9 +121,6 @@ func TestKernelSharedShmIsOne(t *testing.T) {
 	if ma.Device != mb.Device || ua.UsedBytes != 3*mib || ub.UsedBytes != 3*mib {
 		t.Errorf("a=%s %d, b=%s %d: want one device with 3 MiB used", ma.Device, ua.UsedBytes, mb.Device, ub.UsedBytes)
 	}
-	if got := Unique([]Mount{ma, mb}); len(got) != 1 {
-		t.Errorf("Unique = %d mounts, want 1", len(got))
-	}
 	if len(s.ns) != 2 {
 		t.Errorf("cached %d mount namespaces, want 2", len(s.ns))
 	}

@@ -92,7 +92,7 @@ func buildHostTable(es []mountEntry) *hostTable {
 			Source:     SourceEmptyDir,
 			Volume:     o.Volume,
 			PodUID:     o.PodUID,
-			SizeOption: ParseSizeOption(e.superOpts),
+			SizeOption: parseSizeOption(e.superOpts),
 		})
 	}
 	return t

@@ -274,7 +274,7 @@ func (s *Scanner) mountOf(t *hostTable, e *mountEntry) Mount {
 		Volume:     o.Volume,
 		PodUID:     o.PodUID,
 		SandboxID:  o.SandboxID,
-		SizeOption: ParseSizeOption(e.superOpts),
+		SizeOption: parseSizeOption(e.superOpts),
 		AtDevShm:   true,
 	}
 }

@@ -7,13 +7,13 @@ import (
 	"strings"
 )
 
-// ParseSizeOption returns the tmpfs size= option of a mount's super options
+// parseSizeOption returns the tmpfs size= option of a mount's super options
 // ("rw,size=65536k,noswap") in bytes. It returns nil when there is no size=,
 // when the size is a percentage of RAM ("size=50%", which the kernel never
 // prints back but a caller may pass), when it is 0 (tmpfs: unlimited), or when
 // it does not parse or overflows. The suffixes are those of the kernel's
 // memparse: k, m, g, t, p, e (either case), powers of 1024.
-func ParseSizeOption(opts string) *uint64 {
+func parseSizeOption(opts string) *uint64 {
 	var val string
 	found := false
 	for _, o := range strings.Split(opts, ",") {
