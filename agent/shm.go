@@ -215,7 +215,7 @@ func applyVerdict(s *Shm, p *Pod, meta podmeta.Pod) {
 	if s.Used == nil {
 		return
 	}
-	in := shmscan.Inputs{
+	in := Inputs{
 		Used: *s.Used, TmpfsAvailable: *s.Available,
 		PodMemoryLimit: p.Memory.Limit, PodWorkingSet: p.Memory.WorkingSet,
 	}
@@ -227,7 +227,7 @@ func applyVerdict(s *Shm, p *Pod, meta podmeta.Pod) {
 			}
 		}
 	}
-	v := shmscan.Bind(in)
+	v := Bind(in)
 	s.Headroom = make(map[string]int64, len(v.Headroom))
 	for l, h := range v.Headroom {
 		s.Headroom[string(l)] = h
@@ -244,7 +244,7 @@ func podVerdict(p *Pod) (string, *int64) {
 			continue
 		}
 		h := s.Headroom[s.Binding]
-		if headroom == nil || h < *headroom || binding == string(shmscan.LimitMemcg) && h <= *headroom {
+		if headroom == nil || h < *headroom || binding == string(LimitMemcg) && h <= *headroom {
 			binding, headroom = s.Binding, &h
 		}
 	}
@@ -258,5 +258,5 @@ func memcgVerdict(m Memory) (string, *int64) {
 		return "", nil
 	}
 	h := int64(*m.Limit) - int64(*m.WorkingSet)
-	return string(shmscan.LimitMemcg), &h
+	return string(LimitMemcg), &h
 }

@@ -47,30 +47,3 @@ func FuzzParseSizeOption(f *testing.F) {
 		}
 	})
 }
-
-func FuzzBind(f *testing.F) {
-	f.Add(uint64(0), uint64(0), uint64(0), uint64(0), uint64(0), uint8(0))
-	f.Add(^uint64(0), ^uint64(0), uint64(1), ^uint64(0), uint64(0), uint8(7))
-	f.Fuzz(func(t *testing.T, used, avail, limit, ws, sizeLimit uint64, mask uint8) {
-		in := Inputs{Used: used, TmpfsAvailable: avail}
-		if mask&1 != 0 {
-			in.PodMemoryLimit = &limit
-		}
-		if mask&2 != 0 {
-			in.PodWorkingSet = &ws
-		}
-		if mask&4 != 0 {
-			in.SizeLimit = &sizeLimit
-		}
-		v := Bind(in)
-		h, ok := v.Headroom[v.Binding]
-		if !ok {
-			t.Fatalf("binding %q has no headroom: %+v", v.Binding, v)
-		}
-		for l, x := range v.Headroom {
-			if x < h {
-				t.Fatalf("%s headroom %d below binding %s %d", l, x, v.Binding, h)
-			}
-		}
-	})
-}

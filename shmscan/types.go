@@ -37,15 +37,6 @@ type Usage struct {
 	InodesFree     uint64
 }
 
-// Limit names one limit a shm writer can run into.
-type Limit string
-
-const (
-	LimitTmpfs    Limit = "tmpfs"    // the tmpfs fills: ENOSPC
-	LimitMemcg    Limit = "memcg"    // the pod memory cgroup fills: OOM kill
-	LimitEviction Limit = "eviction" // usage passes emptyDir sizeLimit: kubelet evicts the pod
-)
-
 // HostStat is the result of one statfs of StatHosts.
 type HostStat struct {
 	Usage Usage
