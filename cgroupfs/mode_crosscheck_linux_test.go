@@ -1,6 +1,7 @@
 package cgroupfs
 
 import (
+	"github.com/shmwatch/shmwatch/internal/realkernel"
 	"testing"
 
 	"github.com/containerd/cgroups/v3"
@@ -14,7 +15,7 @@ import (
 func TestDetectHierarchyAgreesWithContainerd(t *testing.T) {
 	theirs := cgroups.Mode()
 	if theirs == cgroups.Unavailable {
-		t.Skip("containerd/cgroups finds no cgroup filesystem at /sys/fs/cgroup")
+		realkernel.Skip(t, "containerd/cgroups finds no cgroup filesystem at /sys/fs/cgroup")
 	}
 	h, err := DetectHierarchy("/proc")
 	if err != nil {

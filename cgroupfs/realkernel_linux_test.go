@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/shmwatch/shmwatch/internal/realkernel"
 	"io"
 	"os"
 	"os/exec"
@@ -80,15 +81,15 @@ func runHelper() error {
 func realFS(t *testing.T) *FS {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("real-kernel test: needs root")
+		realkernel.Skip(t, "needs root")
 	}
 	fs, err := NewFS("/proc")
 	if err != nil {
-		t.Skipf("real-kernel test: no memory cgroup hierarchy: %v", err)
+		realkernel.Skip(t, "no memory cgroup hierarchy: %v", err)
 	}
 	probe := filepath.Join(fs.Hierarchy.MemoryRoot, "shmwatch-probe-"+strconv.Itoa(os.Getpid()))
 	if err := os.Mkdir(probe, 0o755); err != nil {
-		t.Skipf("real-kernel test: memory hierarchy %s not writable: %v", fs.Hierarchy.MemoryRoot, err)
+		realkernel.Skip(t, "memory hierarchy %s not writable: %v", fs.Hierarchy.MemoryRoot, err)
 	}
 	_ = os.Remove(probe)
 	return fs

@@ -3,6 +3,7 @@ package shmscan
 import (
 	"encoding/binary"
 	"errors"
+	"github.com/shmwatch/shmwatch/internal/realkernel"
 	"os"
 	"strconv"
 	"strings"
@@ -115,13 +116,13 @@ func mountHungFS(t *testing.T) (*hungFS, string, string) {
 	t.Helper()
 	fd, err := unix.Open("/dev/fuse", unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
-		t.Skipf("real-kernel test: open /dev/fuse: %v", err)
+		realkernel.Skip(t, "open /dev/fuse: %v", err)
 	}
 	dir := t.TempDir()
 	opts := "fd=" + itoa(fd) + ",rootmode=40000,user_id=0,group_id=0"
 	if err := unix.Mount("shmscantest", dir, "fuse.shmscantest", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
 		unix.Close(fd)
-		t.Skipf("real-kernel test: mount fuse: %v", err)
+		realkernel.Skip(t, "mount fuse: %v", err)
 	}
 	h := &hungFS{fd: fd, release: make(chan struct{}), inited: make(chan struct{})}
 	// Order matters at cleanup: unmount (aborting what is held), then close.

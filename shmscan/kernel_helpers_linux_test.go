@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/shmwatch/shmwatch/internal/realkernel"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,10 +26,10 @@ const memcgV1 = "/sys/fs/cgroup/memory"
 func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("real-kernel test: needs root (mount, unshare)")
+		realkernel.Skip(t, "needs root (mount, unshare)")
 	}
 	if _, err := exec.LookPath("unshare"); err != nil {
-		t.Skip("real-kernel test: needs unshare(1) from util-linux")
+		realkernel.Skip(t, "needs unshare(1) from util-linux")
 	}
 }
 
@@ -39,7 +40,7 @@ func requireMemcgV1(t testing.TB) {
 		t.Skipf("real-kernel test: no cgroup v1 memory hierarchy at %s: %v", memcgV1, err)
 	}
 	if unix.Access(memcgV1, unix.W_OK) != nil {
-		t.Skipf("real-kernel test: %s not writable", memcgV1)
+		realkernel.Skip(t, "%s not writable", memcgV1)
 	}
 }
 
@@ -65,7 +66,7 @@ func mountTmpfs(t testing.TB, dir string, flags uintptr, data string) {
 		t.Fatal(err)
 	}
 	if err := unix.Mount("shm", dir, "tmpfs", flags, data); err != nil {
-		t.Skipf("real-kernel test: mount tmpfs at %s: %v", dir, err)
+		realkernel.Skip(t, "mount tmpfs at %s: %v", dir, err)
 	}
 	t.Cleanup(func() {
 		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
@@ -84,7 +85,7 @@ func newMemcg(t testing.TB, limit uint64) memcg {
 	t.Helper()
 	dir := filepath.Join(memcgV1, uniqueName(t))
 	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Skipf("real-kernel test: mkdir %s: %v", dir, err)
+		realkernel.Skip(t, "mkdir %s: %v", dir, err)
 	}
 	t.Cleanup(func() {
 		var err error

@@ -6,6 +6,7 @@
 #   SHMWATCH_SHARED  path of the shared rigs (default: <repo>/../shared)
 #   VM_PACKAGES      packages to run (default below)
 #   VM_MODES         cgroup modes (default "v2 v1")
+#   SHMWATCH_REAL_KERNEL  passed into the VM (required: a skipped real-kernel test fails)
 set -euo pipefail
 repo=$(git rev-parse --show-toplevel 2>/dev/null || (cd "$(dirname "$0")/.." && pwd))
 cd "$repo"
@@ -32,6 +33,7 @@ for pkg in $packages; do
   # The test binary runs with cwd /rig/work, so its testdata goes there too.
   add=()
   [ -d "$dir/testdata" ] && add=(--add "$dir/testdata")
+  [ -n "${SHMWATCH_REAL_KERNEL:-}" ] && add+=(--env "SHMWATCH_REAL_KERNEL=$SHMWATCH_REAL_KERNEL")
   for mode in $modes; do
     echo "vm.sh: $pkg under cgroup $mode"
     if "$rig/run.sh" --cgroup "$mode" --mem 1G --timeout 600 "${add[@]}" -- "$bin" "${args[@]}" \

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/shmwatch/shmwatch/internal/realkernel"
 	"io"
 	"net/http"
 	"net/url"
@@ -67,7 +68,7 @@ func startPrometheus(t *testing.T, target string) *promServer {
 	t.Helper()
 	bin, err := exec.LookPath("prometheus")
 	if err != nil {
-		t.Skip("end-to-end test: needs prometheus (Debian package prometheus)")
+		realkernel.Skip(t, "end-to-end test: needs prometheus (Debian package prometheus)")
 	}
 	dir := t.TempDir()
 	cfg := fmt.Sprintf(`global:

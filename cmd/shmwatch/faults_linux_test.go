@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"github.com/shmwatch/shmwatch/internal/realkernel"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,7 +20,7 @@ import (
 func withoutCaps(t *testing.T, caps string) []string {
 	t.Helper()
 	if _, err := exec.LookPath("setpriv"); err != nil {
-		t.Skip("fault test: needs setpriv (util-linux) to drop " + caps)
+		realkernel.Skip(t, "fault test: needs setpriv (util-linux) to drop %s", caps)
 	}
 	drop := "-" + strings.ReplaceAll(caps, ",", ",-")
 	return []string{"setpriv", "--inh-caps=-all", "--bounding-set=" + drop, "--"}

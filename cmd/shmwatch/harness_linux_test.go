@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"github.com/shmwatch/shmwatch/internal/realkernel"
 	"io"
 	"net"
 	"net/http"
@@ -56,7 +57,7 @@ func TestMain(m *testing.M) {
 func requireBinary(t testing.TB) {
 	t.Helper()
 	if binPath == "" {
-		t.Skipf("shmwatch binary not built: %v", buildErr)
+		realkernel.Skip(t, "shmwatch binary not built: %v", buildErr)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
+	"github.com/shmwatch/shmwatch/internal/realkernel"
 	"io"
 	"math/big"
 	"net"
@@ -126,7 +127,7 @@ func TestSecurityNoWritesToSysProc(t *testing.T) {
 	requireBinary(t)
 	strace, err := exec.LookPath("strace")
 	if err != nil {
-		t.Skip("needs strace (apt-get install -y strace)")
+		realkernel.Skip(t, "needs strace (apt-get install -y strace)")
 	}
 	tree := podtree.New(t)
 	p, _ := runtimeShmPod(t, tree)
