@@ -4,12 +4,12 @@ import "sync"
 
 // kmemCache remembers each cgroup's v1 memory.kmem.limit_in_bytes. The limit
 // is the 3.10-era leak trigger: runc sets it when it creates the cgroup and
-// nothing changes it afterwards, so reading it on every scrape cost one file
-// (~4 us) per cgroup for a value that does not move. An entry is keyed by
-// the directory's identity, not its path: a cgroup removed and created
-// again under the same path is read afresh, and the cache holds no path
-// strings (keyed by path it kept 0.9 MB live at 1000 pods). Prune drops
-// the entries of cgroups not read since the previous Prune.
+// nothing changes it afterwards, so it is read once per cgroup instead of
+// once per scrape. The price: a limit rewritten after the first read is
+// not seen until the cgroup is made again. An entry is keyed by the
+// directory's identity, not its path, so a cgroup removed and created again
+// under the same path is read afresh, and the cache holds no path strings.
+// Prune drops the entries of cgroups not read since the previous Prune.
 type kmemCache struct {
 	mu      sync.Mutex
 	entries map[dirID]kmemEntry

@@ -35,7 +35,7 @@ func (fs *FS) Pods(cgroupRoot string) ([]Pod, error) {
 // NodeAndPods is Node and Pods(cgroupRoot) with one walk where it can: on a
 // v1 cgroup file system the live-memcg count lists every directory that has
 // subdirectories, every pod directory included, so the pods come from those
-// listings (BenchmarkNodeAndPods). Elsewhere it is Node, then Pods.
+// listings (BenchmarkNode, docs/performance.md). Elsewhere it is Node, then Pods.
 func (fs *FS) NodeAndPods(cgroupRoot string) (Node, []Pod, error) {
 	rec := fs.podListings(cgroupRoot)
 	n := fs.node(rec)

@@ -138,7 +138,7 @@ type Node struct {
 	// NoKmem is true when the kernel command line has cgroup.memory=nokmem.
 	NoKmem bool
 	// KmemFiles is true when v1 memory.kmem.usage_in_bytes exists at the
-	// memory root (removed in 6.6+ kernels? see docs); false on v2.
+	// memory root (it does on the 6.1 and 6.18 captures); false on v2.
 	KmemFiles bool
 	// LiveMemcgs counts memory cgroup directories that exist (root included).
 	LiveMemcgs *uint64
