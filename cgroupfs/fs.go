@@ -16,8 +16,8 @@ import (
 type optionalFile int
 
 const (
-	optKmemUsage optionalFile = iota // v1 memory.kmem.usage_in_bytes (gone in 6.x with nokmem builds)
-	optKmemLimit                     // v1 memory.kmem.limit_in_bytes (removed in 6.x)
+	optKmemUsage optionalFile = iota // v1 memory.kmem.usage_in_bytes (present on the 6.1 and 6.18 captures)
+	optKmemLimit                     // v1 memory.kmem.limit_in_bytes (present on the 6.1 and 6.18 captures)
 	optPeak                          // v2 memory.peak (5.19+)
 	optPressure                      // v2 memory.pressure (PSI off: psi=0)
 	numOptional
@@ -33,6 +33,8 @@ type FS struct {
 	absent [numOptional]atomic.Bool
 	kmem   kmemCache
 	dirs   dirCache // the live-memcg walk's listings, between walks
+	// seqFiles is true when MemoryRoot is a cgroup file system (see cgDir.read).
+	seqFiles bool
 }
 
 // NewFS detects the hierarchy from <procRoot>/self/mountinfo.
@@ -46,7 +48,7 @@ func NewFS(procRoot string) (*FS, error) {
 
 // NewFSAt is an FS on an explicit hierarchy (tests, --sysfs prefixes).
 func NewFSAt(h Hierarchy, procRoot string) *FS {
-	return &FS{Hierarchy: h, ProcRoot: procRoot}
+	return &FS{Hierarchy: h, ProcRoot: procRoot, seqFiles: isCgroupFS(h.MemoryRoot)}
 }
 
 func (fs *FS) v1() bool { return fs.Hierarchy.Mode != ModeV2 }
@@ -294,7 +296,7 @@ const (
 
 // read reads one file; a failure is recorded as a FieldError.
 func (r *memReader) read(name string) ([]byte, bool) {
-	data, err := r.dir.read(name, r.buf)
+	data, err := r.dir.read(name, r.buf, r.fs.seqFiles)
 	if err != nil {
 		r.m.Errors = append(r.m.Errors, FieldError{Field: name, Path: r.dir.path() + "/" + name, Err: err})
 		return nil, false
@@ -308,7 +310,7 @@ func (r *memReader) optional(f optionalFile, name string) ([]byte, bool) {
 	if r.fs.absent[f].Load() {
 		return nil, false
 	}
-	data, err := r.dir.read(name, r.buf)
+	data, err := r.dir.read(name, r.buf, r.fs.seqFiles)
 	if err == nil {
 		return data, true
 	}

@@ -289,9 +289,10 @@ func TestRealKernelPodMemory(t *testing.T) {
 	}
 }
 
-// With a buffer that holds the file and with one that it overflows, every
-// memory file of a real cgroup reads as os.ReadFile reads it; a missing
-// file fails with fs.ErrNotExist and its path.
+// As a seq_file (one read when it fits) and read to EOF, with a buffer that
+// holds the file and with one that it overflows, every memory file of a
+// real cgroup reads as os.ReadFile reads it; a missing file fails with
+// fs.ErrNotExist and its path.
 func TestRealKernelDirRead(t *testing.T) {
 	fsys := realFS(t)
 	tr := newTestTree(t, fsys)
@@ -302,30 +303,32 @@ func TestRealKernelDirRead(t *testing.T) {
 	defer d.close()
 	names := []string{nameStat, nameLimitV1, nameUsageV1, nameMax, nameCurrent, nameEvents}
 	read := 0
-	for _, name := range names {
-		want, wantErr := os.ReadFile(d.path() + "/" + name)
-		if wantErr != nil { // v1 or v2 only: the other's files are absent
-			if _, err := d.read(name, &[]byte{}); !errors.Is(err, iofs.ErrNotExist) || !strings.Contains(err.Error(), name) {
-				t.Errorf("%s: %v, want a not-exist error naming it", name, err)
+	for _, seq := range []bool{false, true} {
+		for _, name := range names {
+			want, wantErr := os.ReadFile(d.path() + "/" + name)
+			if wantErr != nil { // v1 or v2 only: the other's files are absent
+				if _, err := d.read(name, &[]byte{}, seq); !errors.Is(err, iofs.ErrNotExist) || !strings.Contains(err.Error(), name) {
+					t.Errorf("%s: %v, want a not-exist error naming it", name, err)
+				}
+				continue
 			}
-			continue
-		}
-		for _, size := range []int{16 << 10, 7} {
-			buf := make([]byte, 0, size)
-			got, err := d.read(name, &buf)
-			if err != nil {
-				t.Fatalf("%s, %d-byte buffer: %v", name, size, err)
+			for _, size := range []int{16 << 10, 7} {
+				buf := make([]byte, 0, size)
+				got, err := d.read(name, &buf, seq)
+				if err != nil {
+					t.Fatalf("%s, %d-byte buffer: %v", name, size, err)
+				}
+				if name != nameStat && name != nameEvents && string(got) != string(want) { // stat and events move
+					t.Errorf("%s, %d-byte buffer: %q, want %q", name, size, got, want)
+				}
+				if len(got) < 2 || got[len(got)-1] != '\n' {
+					t.Errorf("%s, %d-byte buffer: %q is not whole", name, size, got)
+				}
+				read++
 			}
-			if name != nameStat && name != nameEvents && string(got) != string(want) { // stat and events move
-				t.Errorf("%s, %d-byte buffer: %q, want %q", name, size, got, want)
-			}
-			if len(got) < 2 || got[len(got)-1] != '\n' {
-				t.Errorf("%s, %d-byte buffer: %q is not whole", name, size, got)
-			}
-			read++
 		}
 	}
-	if read < 4 {
+	if read < 8 {
 		t.Errorf("only %d reads compared", read)
 	}
 }

@@ -53,8 +53,14 @@ func (d cgDir) close() {
 	}
 }
 
-// read reads the file name of d to EOF into buf. The returned slice aliases *buf.
-func (d cgDir) read(name string, buf *[]byte) ([]byte, error) {
+// read reads the file name of d into buf. The returned slice aliases *buf.
+//
+// seqFile says d is on a cgroup file system, whose files are seq_files: a
+// read returns the whole content when it fits the buffer, so a short read
+// is the end, and one read(2) does what read-until-0 does in two. A read
+// that fills the buffer, and any file elsewhere (test fixtures, FIFOs), is
+// read to EOF.
+func (d cgDir) read(name string, buf *[]byte, seqFile bool) ([]byte, error) {
 	fd, err := retryEINTR(func() (int, error) {
 		return unix.Openat(d.fd, name, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 	})
@@ -62,9 +68,16 @@ func (d cgDir) read(name string, buf *[]byte) ([]byte, error) {
 		return nil, &fs.PathError{Op: "open", Path: d.path() + "/" + name, Err: err}
 	}
 	defer unix.Close(fd)
-	b, err := readInto(func(p []byte) (int, error) {
-		return retryEINTR(func() (int, error) { return unix.Read(fd, p) })
-	}, buf)
+	read := func(p []byte) (int, error) { return retryEINTR(func() (int, error) { return unix.Read(fd, p) }) }
+	b := (*buf)[:cap(*buf)]
+	n, err := read(b)
+	if err == nil && (n == 0 || seqFile && n < len(b)) {
+		return b[:n], nil
+	}
+	if err == nil {
+		*buf = b[:n]
+		b, err = readMore(read, buf)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s/%s: %w", d.path(), name, err)
 	}

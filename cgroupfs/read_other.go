@@ -42,7 +42,7 @@ func openDirAt(parent cgDir, name string) (cgDir, error) {
 
 func (d cgDir) close() {}
 
-func (d cgDir) read(name string, buf *[]byte) ([]byte, error) {
+func (d cgDir) read(name string, buf *[]byte, _ bool) ([]byte, error) {
 	return readPath(filepath.Join(d.path(), name), buf)
 }
 
