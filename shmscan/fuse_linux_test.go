@@ -176,7 +176,7 @@ func statHost(s *Scanner, m Mount) (Usage, error) {
 func TestFUSEStatfsStuck(t *testing.T) {
 	requireRoot(t)
 	h, dir, dev := mountHungFS(t)
-	const timeout = 300 * time.Millisecond
+	const timeout = time.Second
 	s := NewScanner(Config{HostPID: os.Getpid(), StatfsTimeout: timeout})
 	m := Mount{HostPath: dir, Device: dev}
 
@@ -249,7 +249,7 @@ func TestStatHostsAroundStuckMount(t *testing.T) {
 	stuckAt := 2
 	ms = append(ms[:stuckAt], append([]Mount{{HostPath: fuseDir, Device: fuseDev}}, ms[stuckAt:]...)...)
 	ms = append(ms, Mount{HostPath: "relative/path"})
-	const timeout = 300 * time.Millisecond
+	const timeout = time.Second
 	s := NewScanner(Config{HostPID: os.Getpid(), StatfsTimeout: timeout})
 
 	check := func(round int, res []HostStat) {
@@ -279,7 +279,8 @@ func TestStatHostsAroundStuckMount(t *testing.T) {
 	}
 	start := time.Now()
 	check(1, s.StatHosts(ms))
-	if d := time.Since(start); d < timeout || d > 3*timeout {
+	// One timeout, not two: the slack is for a loaded 2-core machine.
+	if d := time.Since(start); d < timeout || d > timeout*19/10 {
 		t.Errorf("first call took %v, want about one timeout (%v)", d, timeout)
 	}
 	start = time.Now()
