@@ -89,22 +89,51 @@ func TestHandlerConcurrentScrapes(t *testing.T) {
 	}
 }
 
-// Every family has exactly one writer, and they run in name order: the
-// text writer needs each family whole and in order.
+// Every family has exactly one writer, and each writer writes samples of
+// its own family only, with one value per label: a writer listed under the
+// wrong family, or writing another's samples, would put series where no
+// HELP line announced them.
 func TestEveryFamilyHasOneWriter(t *testing.T) {
 	if len(familyWriters) != len(allFamilies) {
 		t.Errorf("%d writers for %d families", len(familyWriters), len(allFamilies))
 	}
+	snap, err := fixtureCollector(buildV1Fixture(t), fixtureMeta()).Collect(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
 	seen := map[*family]bool{}
-	for i, w := range familyWriters {
+	wrote := 0
+	for _, w := range familyWriters {
 		if seen[w.f] {
 			t.Errorf("family %s has two writers", w.f.name)
 		}
 		seen[w.f] = true
-		if i > 0 && familyWriters[i-1].f.name >= w.f.name {
-			t.Errorf("writers out of order: %s before %s", familyWriters[i-1].f.name, w.f.name)
+		rec := &recordingSink{}
+		w.write(rec, w.f, snap, true)
+		for _, s := range rec.samples {
+			if s.f != w.f {
+				t.Errorf("the writer of %s wrote a sample of %s", w.f.name, s.f.name)
+			}
+			if len(s.labels) != len(w.f.order) {
+				t.Errorf("%s: %d label values for %d labels", w.f.name, len(s.labels), len(w.f.order))
+			}
 		}
+		wrote += len(rec.samples)
 	}
+	if wrote < 40 { // the golden scrape of the same fixture has 43 shmwatch_ samples
+		t.Errorf("the writers wrote %d samples of the fixture, want 40 or more", wrote)
+	}
+}
+
+type recordedSample struct {
+	f      *family
+	labels []string
+}
+
+type recordingSink struct{ samples []recordedSample }
+
+func (r *recordingSink) add(f *family, _ float64, labelValues ...string) {
+	r.samples = append(r.samples, recordedSample{f: f, labels: slices.Clone(labelValues)})
 }
 
 // The text writer merges the base registry's families in name order,
