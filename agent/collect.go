@@ -70,9 +70,7 @@ type Collector struct {
 	// mounts caches what is at each container's /dev/shm, keyed by
 	// container cgroup path: it is fixed for the container's lifetime, so
 	// only statfs runs on every collection.
-	mounts map[string]cachedMount
-	// commBuf is a read buffer of the one collection at a time.
-	commBuf   []byte
+	mounts    map[string]cachedMount
 	logged    map[string]bool
 	errTotals map[string]uint64
 }

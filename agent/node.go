@@ -1,10 +1,7 @@
 package agent
 
 import (
-	"bytes"
 	"fmt"
-	"path/filepath"
-	"strconv"
 
 	"github.com/shmwatch/shmwatch/cgroupfs"
 )
@@ -88,16 +85,6 @@ func (c *Collector) findOrphans(col *collection) {
 		p.Orphaned = true
 		col.snap.Orphans = append(col.snap.Orphans, Orphan{UID: p.UID, Cgroup: p.Cgroup, Age: now.Sub(created).Seconds()})
 	}
-}
-
-// isPause says whether a container's only process is a pause process: the
-// sandbox, whose /dev/shm the app containers may not share.
-func (c *Collector) isPause(pids []int) bool {
-	if len(pids) != 1 {
-		return false
-	}
-	b, err := cgroupfs.ReadFileInto(filepath.Join(c.fs.ProcRoot, strconv.Itoa(pids[0]), "comm"), &c.commBuf)
-	return err == nil && string(bytes.TrimSpace(b)) == "pause"
 }
 
 // forgetGone drops cached mounts of containers not seen in this collection.

@@ -155,7 +155,7 @@ func (c *Collector) containerMount(cgPath string, epoch uint64) (cachedMount, er
 	if len(pids) == 0 {
 		return cachedMount{}, nil // not running: nothing to measure, not cached
 	}
-	if c.isPause(pids) {
+	if c.shm.IsPause(pids) {
 		// A sandbox's /dev/shm is never a pod's shm by itself (see
 		// dropSandboxOnly); an app container that shares it finds it
 		// through its own mountinfo. Not reading the sandbox's saves a

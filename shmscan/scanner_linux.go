@@ -361,3 +361,15 @@ func hostRel(p string) (string, error) {
 	}
 	return p[1:], nil
 }
+
+// IsPause says whether pids is a container's only process and it is a pause
+// process (by its comm): the sandbox, whose /dev/shm the app containers may
+// not share.
+func (s *Scanner) IsPause(pids []int) bool {
+	if len(pids) != 1 {
+		return false
+	}
+	var buf []byte
+	b, err := readCappedInto(s.procPath(pids[0], "comm"), &buf)
+	return err == nil && strings.TrimSpace(string(b)) == "pause"
+}

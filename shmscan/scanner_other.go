@@ -36,3 +36,6 @@ func (*Scanner) StatHosts(ms []Mount) []HostStat {
 
 // Stuck returns nothing.
 func (*Scanner) Stuck() []string { return nil }
+
+// IsPause is false off Linux.
+func (*Scanner) IsPause([]int) bool { return false }

@@ -3,10 +3,14 @@ package shmscan
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/shmwatch/shmwatch/internal/realkernel"
 )
 
 // A container controls its own /dev/shm path: a symlink there, absolute or
@@ -54,5 +58,41 @@ func TestMeasureAtStaysInsideRoot(t *testing.T) {
 		default:
 			t.Logf("dev/shm -> %s: device %q err %v", tc.target, r.device, r.err)
 		}
+	}
+}
+
+// IsPause is true only for one process whose comm is "pause": a copy of
+// sleep(1) named pause, not this test binary, not two processes.
+func TestIsPause(t *testing.T) {
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		realkernel.Skip(t, "needs sleep(1): %v", err)
+	}
+	data, err := os.ReadFile(sleep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pause := filepath.Join(t.TempDir(), "pause")
+	if err := os.WriteFile(pause, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(pause, "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	s := NewScanner(Config{})
+	deadline := time.Now().Add(5 * time.Second)
+	for !s.IsPause([]int{cmd.Process.Pid}) { // comm is set at exec
+		if time.Now().After(deadline) {
+			t.Fatal("a process named pause is not a pause process")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if s.IsPause([]int{os.Getpid()}) {
+		t.Error("this test binary counts as a pause process")
+	}
+	if s.IsPause([]int{cmd.Process.Pid, cmd.Process.Pid}) {
+		t.Error("two processes count as a pause process")
 	}
 }
