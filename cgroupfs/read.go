@@ -60,15 +60,5 @@ func readMore(read func([]byte) (int, error), buf *[]byte) ([]byte, error) {
 // wrap ErrFileRead or the fs error (fs.ErrNotExist, fs.ErrPermission) with the path.
 func ReadFile(path string) ([]byte, error) {
 	buf := make([]byte, 0, 4096)
-	return ReadFileInto(path, &buf)
-}
-
-// ReadFileInto is ReadFile into *buf, which it may grow; the result
-// aliases *buf. For callers that read many small files in turn.
-func ReadFileInto(path string, buf *[]byte) ([]byte, error) {
-	b, err := readPath(path, buf)
-	if err != nil {
-		return nil, err
-	}
-	return b, nil
+	return readPath(path, &buf)
 }
