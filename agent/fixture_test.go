@@ -129,6 +129,7 @@ func (m *staticMeta) Pods() []podmeta.Pod {
 func (m *staticMeta) Node() podmeta.Node     { return m.node }
 func (m *staticMeta) Source() podmeta.Source { return podmeta.SourceAPI }
 func (m *staticMeta) Known() bool            { return false }
+func (m *staticMeta) Stop()                  {}
 
 func fixtureMeta() *staticMeta {
 	alloc := uint64(7 << 30)

@@ -33,6 +33,11 @@ type apiSource struct {
 	log      *zap.Logger
 	selector string
 
+	// running counts the goroutines start made (informers, their sync
+	// waiters, watch relays, the probe loop); stop cancels them and waits.
+	running sync.WaitGroup
+	cancel  context.CancelFunc
+
 	mu        sync.RWMutex
 	byUID     map[string]Pod
 	nodeInfo  Node
@@ -63,8 +68,24 @@ func newAPISource(cfg Config, client Client) *apiSource {
 }
 
 func (a *apiSource) start(ctx context.Context) {
+	ctx, a.cancel = context.WithCancel(ctx)
 	a.startInformer(ctx)
-	go a.probeLoop(ctx)
+	a.goRun(func() { a.probeLoop(ctx) })
+}
+
+// stop ends every goroutine of the source and returns when they have.
+func (a *apiSource) stop() {
+	a.cancel()
+	a.running.Wait()
+}
+
+// goRun runs f on a goroutine stop waits for.
+func (a *apiSource) goRun(f func()) {
+	a.running.Add(1)
+	go func() {
+		defer a.running.Done()
+		f()
+	}()
 }
 
 // healthy is true when the last probe succeeded, the informer has synced, it has a watch stream
@@ -137,12 +158,12 @@ func (a *apiSource) startInformer(ctx context.Context) {
 		UpdateFunc: func(_, obj any) { a.upsert(gen, obj) },
 		DeleteFunc: func(obj any) { a.remove(gen, obj) },
 	})
-	go inf.RunWithContext(genCtx)
-	go func() {
+	a.goRun(func() { inf.RunWithContext(genCtx) })
+	a.goRun(func() {
 		if cache.WaitForCacheSync(genCtx.Done(), inf.HasSynced) {
 			a.markSynced(gen, inf.GetStore())
 		}
-	}()
+	})
 }
 
 // listWatch lists and watches this node's pods and records what proves contact with the API
@@ -205,7 +226,7 @@ func peek(w watch.Interface) (first *watch.Event, closed bool) {
 func (a *apiSource) observe(gen uint64, w watch.Interface, first *watch.Event) watch.Interface {
 	ow := &observedWatch{inner: w, out: make(chan watch.Event), done: make(chan struct{})}
 	a.noteWatch(gen, +1)
-	go func() {
+	a.goRun(func() {
 		defer close(ow.out)
 		defer a.noteWatch(gen, -1)
 		if first != nil && !ow.pass(a, gen, *first) {
@@ -216,7 +237,7 @@ func (a *apiSource) observe(gen uint64, w watch.Interface, first *watch.Event) w
 				return
 			}
 		}
-	}()
+	})
 	return ow
 }
 

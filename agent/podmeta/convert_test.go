@@ -181,6 +181,7 @@ func TestInformerMappingFakeClientset(t *testing.T) {
 	cfg := Config{NodeName: "node-a", ProbeInterval: 50 * time.Millisecond}
 	cfg.setDefaults()
 	p := startWithClient(ctx, cfg, typedClient{client}, newKubeletLogs("", time.Second))
+	t.Cleanup(p.Stop)
 	waitFor(t, 5*time.Second, "source api", func() bool { return p.Source() == SourceAPI && p.Known() })
 
 	for _, tc := range cases {

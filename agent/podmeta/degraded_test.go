@@ -3,6 +3,7 @@ package podmeta
 import (
 	"context"
 	"fmt"
+	"go.uber.org/zap/zaptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -73,13 +74,14 @@ func TestDegradeAndRecover(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	p, err := Start(ctx, Config{
-		Kubeconfig: srv.kubeconfig(t), NodeName: node, LogRoot: logs.root(), Logger: testLogger(t),
+		Kubeconfig: srv.kubeconfig(t), NodeName: node, LogRoot: logs.root(), Logger: zaptest.NewLogger(t),
 		ProbeInterval: 200 * time.Millisecond, ProbeTimeout: time.Second, RestartAfter: time.Second,
 		LogsCacheTTL: 50 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(p.Stop) // before the test ends: the provider logs to t
 	if got := p.Source(); got == SourceAPI {
 		t.Fatalf("Source() = %q before any sync", got)
 	}
@@ -197,6 +199,7 @@ func TestNoAPIServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(p.Stop) // before the test ends: the provider logs to t
 	if p.Source() != SourceNone || p.Known() || len(p.Pods()) != 0 {
 		t.Errorf("no API, no logs: source %s known %v pods %d", p.Source(), p.Known(), len(p.Pods()))
 	}

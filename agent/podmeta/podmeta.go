@@ -81,6 +81,8 @@ type Provider interface {
 	// Known is true when a uid missing from Pods is authoritatively not on this node: the API
 	// informer is synced and its list/watch is healthy.
 	Known() bool
+	// Stop ends the provider's goroutines and returns once they have ended.
+	Stop()
 }
 
 // Defaults for the zero values of Config's timing fields.
@@ -199,6 +201,12 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 type provider struct {
 	api  *apiSource // nil without API
 	logs *KubeletLogs
+}
+
+func (p *provider) Stop() {
+	if p.api != nil {
+		p.api.stop()
+	}
 }
 
 func (p *provider) apiHealthy() bool { return p.api != nil && p.api.healthy() }

@@ -3,6 +3,7 @@ package podmeta
 import (
 	"context"
 	"fmt"
+	"go.uber.org/zap/zaptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -55,10 +56,11 @@ func TestRigPodMetadata(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
 
-	p, err := Start(ctx, Config{Kubeconfig: kc, NodeName: node, LogRoot: "/var/log/pods", Logger: testLogger(t)})
+	p, err := Start(ctx, Config{Kubeconfig: kc, NodeName: node, LogRoot: "/var/log/pods", Logger: zaptest.NewLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(p.Stop) // before the test ends: the provider logs to t
 	d := waitFor(t, 30*time.Second, "source api", func() bool { return p.Source() == SourceAPI && p.Known() })
 	t.Logf("source api after %v", d)
 	waitFor(t, 30*time.Second, "node facts", func() bool { return p.Node().AllocatableMemory != nil })
@@ -168,10 +170,11 @@ func TestRigForbiddenThenGranted(t *testing.T) {
 	saKubeconfig := writeTokenKubeconfig(t, kc, tok.Status.Token)
 
 	p, err := Start(ctx, Config{Kubeconfig: saKubeconfig, NodeName: node, LogRoot: "/var/log/pods",
-		Logger: testLogger(t), ProbeInterval: time.Second, RestartAfter: 3 * time.Second})
+		Logger: zaptest.NewLogger(t), ProbeInterval: time.Second, RestartAfter: 3 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(p.Stop) // before the test ends: the provider logs to t
 	time.Sleep(3 * time.Second)
 	if p.Source() == SourceAPI || p.Known() {
 		t.Fatalf("source %s known %v without RBAC", p.Source(), p.Known())
