@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/shmwatch/shmwatch/internal/realkernel"
 )
 
 // FUSE opcodes and sizes from <linux/fuse.h> (protocol 7.31).
@@ -28,8 +30,9 @@ const (
 
 // HungFUSE is a FUSE filesystem served from this test process straight on
 // /dev/fuse: it answers INIT and GETATTR of its root (so `mount --bind` of it
-// works), refuses the rest with ENOSYS and never answers STATFS — the hung
-// NFS-like mount a monitoring agent must survive.
+// works), refuses the rest with ENOSYS and holds every STATFS unanswered
+// until Release (EIO) or Answer (a real answer) — the hung NFS-like mount a
+// monitoring agent must survive. It is the one FUSE test server of the repo.
 type HungFUSE struct {
 	// Dir is where it is mounted in this mount namespace.
 	Dir    string
@@ -39,8 +42,16 @@ type HungFUSE struct {
 
 	mu       sync.Mutex
 	held     []uint64 // unique ids of unanswered STATFS
-	released bool
+	released bool     // STATFS fails with EIO
+	answered bool     // STATFS gets AnsweredStatfs
 }
+
+// What Answer replies to STATFS: 1000 blocks of 4 KiB, 250 free and
+// available, 10 inodes, 5 free.
+const (
+	AnsweredBlocks, AnsweredFree, AnsweredBlockSize = 1000, 250, 4096
+	AnsweredInodes, AnsweredInodesFree              = 10, 5
+)
 
 // MountHungFUSE mounts a HungFUSE at a new directory. At cleanup it is
 // released, unmounted and its device closed.
@@ -51,9 +62,16 @@ type HungFUSE struct {
 // cleanup that kills it.
 func MountHungFUSE(t testing.TB) *HungFUSE {
 	t.Helper()
+	if _, err := os.Stat("/dev/fuse"); errors.Is(err, os.ErrNotExist) {
+		// A minimal /dev (the VM rig's) lacks the node the kernel serves.
+		_ = unix.Mknod("/dev/fuse", unix.S_IFCHR|0o666, int(unix.Mkdev(10, 229)))
+	}
 	fd, err := unix.Open("/dev/fuse", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENODEV) && os.Getenv("VMRIG") == "1" {
+		t.Skip("the VM rig's kernel has no fuse module loaded; the host run covers FUSE")
+	}
 	if err != nil {
-		t.Skipf("real-kernel test: open /dev/fuse: %v", err)
+		realkernel.Skip(t, "open /dev/fuse: %v", err)
 	}
 	dir := filepath.Join(t.TempDir(), "hungfuse")
 	if err := os.Mkdir(dir, 0o755); err != nil {
@@ -62,7 +80,7 @@ func MountHungFUSE(t testing.TB) *HungFUSE {
 	opts := "fd=" + strconv.Itoa(fd) + ",rootmode=40000,user_id=0,group_id=0"
 	if err := unix.Mount("podtree-hung", dir, "fuse.podtree-hung", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
 		unix.Close(fd)
-		t.Skipf("real-kernel test: mount fuse at %s: %v", dir, err)
+		realkernel.Skip(t, "mount fuse at %s: %v", dir, err)
 	}
 	h := &HungFUSE{Dir: dir, fd: fd, inited: make(chan struct{})}
 	t.Cleanup(func() {
@@ -110,7 +128,9 @@ func (h *HungFUSE) serve() {
 		case fuseStatfs:
 			h.statfs.Add(1)
 			h.mu.Lock()
-			if h.released {
+			if h.answered {
+				h.answerStatfs(unique)
+			} else if h.released {
 				h.reply(unique, -int32(unix.EIO), nil)
 			} else {
 				h.held = append(h.held, unique) // held: not answered until Release
@@ -136,6 +156,42 @@ func (h *HungFUSE) Release() {
 		h.reply(u, -int32(unix.EIO), nil)
 	}
 	h.held = nil
+}
+
+// Answer answers every held STATFS and every later one (see
+// AnsweredBlocks), as a slow server that came back would.
+func (h *HungFUSE) Answer() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.answered = true
+	for _, u := range h.held {
+		h.answerStatfs(u)
+	}
+	h.held = nil
+}
+
+// Device is the mount's "major:minor", from a stat of its root (GETATTR,
+// which it answers).
+func (h *HungFUSE) Device(t testing.TB) string {
+	var stx unix.Statx_t
+	if err := unix.Statx(unix.AT_FDCWD, h.Dir, 0, unix.STATX_TYPE, &stx); err != nil {
+		t.Fatal(err)
+	}
+	return strconv.FormatUint(uint64(stx.Dev_major), 10) + ":" + strconv.FormatUint(uint64(stx.Dev_minor), 10)
+}
+
+// answerStatfs replies a fuse_statfs_out of the Answered* values.
+func (h *HungFUSE) answerStatfs(unique uint64) {
+	st := make([]byte, 80)
+	binary.LittleEndian.PutUint64(st[0:], AnsweredBlocks)
+	binary.LittleEndian.PutUint64(st[8:], AnsweredFree)  // bfree
+	binary.LittleEndian.PutUint64(st[16:], AnsweredFree) // bavail
+	binary.LittleEndian.PutUint64(st[24:], AnsweredInodes)
+	binary.LittleEndian.PutUint64(st[32:], AnsweredInodesFree)
+	binary.LittleEndian.PutUint32(st[40:], AnsweredBlockSize) // bsize
+	binary.LittleEndian.PutUint32(st[44:], 255)               // namelen
+	binary.LittleEndian.PutUint32(st[48:], AnsweredBlockSize) // frsize
+	h.reply(unique, 0, st)
 }
 
 // rootAttr is a fuse_attr_out for the root directory, valid for an hour.
