@@ -13,9 +13,9 @@ import (
 	"golang.org/x/sync/singleflight"
 	authnv1 "k8s.io/api/authentication/v1"
 	authzv1 "k8s.io/api/authorization/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	authnclient "k8s.io/client-go/kubernetes/typed/authentication/v1"
-	authzclient "k8s.io/client-go/kubernetes/typed/authorization/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/client-go/rest"
 )
 
@@ -57,8 +57,8 @@ type decision struct {
 // Filter authenticates and authorizes requests against the API server.
 type Filter struct {
 	cfg      Config
-	tokens   authnclient.TokenReviewInterface
-	access   authzclient.SubjectAccessReviewInterface
+	authn    *rest.RESTClient // authentication.k8s.io/v1
+	authz    *rest.RESTClient // authorization.k8s.io/v1
 	failures *prometheus.CounterVec
 	now      func() time.Time
 
@@ -69,18 +69,18 @@ type Filter struct {
 
 // New builds a filter that reviews through the API server of rc.
 func New(rc *rest.Config, cfg Config) (*Filter, error) {
-	authn, err := authnclient.NewForConfig(rc)
+	authn, err := restClientFor(rc, authnv1.SchemeGroupVersion, authnv1.AddToScheme)
 	if err != nil {
 		return nil, fmt.Errorf("metricsauth: tokenreview client: %w", err)
 	}
-	authz, err := authzclient.NewForConfig(rc)
+	authz, err := restClientFor(rc, authzv1.SchemeGroupVersion, authzv1.AddToScheme)
 	if err != nil {
 		return nil, fmt.Errorf("metricsauth: subjectaccessreview client: %w", err)
 	}
 	f := &Filter{
-		cfg:    cfg,
-		tokens: authn.TokenReviews(),
-		access: authz.SubjectAccessReviews(),
+		cfg:   cfg,
+		authn: authn,
+		authz: authz,
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shmwatch_metrics_auth_failures_total",
 			Help: "Requests to /metrics refused by the Kubernetes RBAC filter, by reason (no_token, invalid_token, forbidden, tokenreview_error, subjectaccessreview_error).",
@@ -92,6 +92,24 @@ func New(rc *rest.Config, cfg Config) (*Filter, error) {
 		f.failures.WithLabelValues(r) // every reason exported from the start, at 0
 	}
 	return f, nil
+}
+
+// restClientFor is a REST client whose scheme holds one API group: client-go's
+// typed clients import k8s.io/client-go/kubernetes/scheme, which registers
+// every API group (docs/performance.md; podmeta avoids it the same way).
+func restClientFor(rc *rest.Config, gv schema.GroupVersion, add func(*runtime.Scheme) error) (*rest.RESTClient, error) {
+	scheme := runtime.NewScheme()
+	if err := add(scheme); err != nil {
+		return nil, err
+	}
+	c := rest.CopyConfig(rc)
+	c.APIPath = "/apis"
+	c.GroupVersion = &gv
+	c.NegotiatedSerializer = serializer.NewCodecFactory(scheme).WithoutConversion()
+	if c.UserAgent == "" {
+		c.UserAgent = rest.DefaultKubernetesUserAgent()
+	}
+	return rest.RESTClientFor(c)
 }
 
 // Collector exports the failures counter.
@@ -138,7 +156,9 @@ func (f *Filter) decide(r *http.Request) decision {
 func (f *Filter) review(ctx context.Context, token string) decision {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.cfg.Timeout)
 	defer cancel()
-	tr, err := f.tokens.Create(ctx, &authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: token}}, metav1.CreateOptions{})
+	tr := &authnv1.TokenReview{}
+	err := f.authn.Post().Resource("tokenreviews").
+		Body(&authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: token}}).Do(ctx).Into(tr)
 	if err != nil {
 		return decision{status: http.StatusServiceUnavailable, reason: ReasonTokenReviewErr}
 	}
@@ -151,8 +171,8 @@ func (f *Filter) review(ctx context.Context, token string) decision {
 		User: u.Username, UID: u.UID, Groups: u.Groups, Extra: extra(u.Extra),
 		NonResourceAttributes: &authzv1.NonResourceAttributes{Verb: f.cfg.Verb, Path: f.cfg.Path},
 	}}
-	res, err := f.access.Create(ctx, sar, metav1.CreateOptions{})
-	if err != nil {
+	res := &authzv1.SubjectAccessReview{}
+	if err := f.authz.Post().Resource("subjectaccessreviews").Body(sar).Do(ctx).Into(res); err != nil {
 		return decision{status: http.StatusServiceUnavailable, reason: ReasonAccessReviewErr, user: u.Username}
 	}
 	if !res.Status.Allowed {
