@@ -181,50 +181,108 @@ func TestOnlyExpectedKinds(t *testing.T) {
 
 func TestClusterRoleGrantsOnlyPodsAndNodes(t *testing.T) {
 	objs := loadObjects(t)
-	role := only[*rbacv1.ClusterRole](t, objs)
+	crb := only[*rbacv1.ClusterRoleBinding](t, objs)
+	if crb.RoleRef.Kind != "ClusterRole" {
+		t.Fatalf("binding refers to a %s, want ClusterRole", crb.RoleRef.Kind)
+	}
+	role := clusterRole(t, objs, crb.RoleRef.Name)
 	if problems := checkRules(role.Rules); len(problems) > 0 {
 		t.Errorf("ClusterRole %s:\n%s", role.Name, strings.Join(problems, "\n"))
-	}
-	crb := only[*rbacv1.ClusterRoleBinding](t, objs)
-	if crb.RoleRef.Kind != "ClusterRole" || crb.RoleRef.Name != role.Name {
-		t.Errorf("binding refers to %s/%s, want ClusterRole/%s", crb.RoleRef.Kind, crb.RoleRef.Name, role.Name)
 	}
 	sa := only[*corev1.ServiceAccount](t, objs)
 	want := []rbacv1.Subject{{Kind: "ServiceAccount", Name: sa.Name, Namespace: sa.Namespace}}
 	if !slices.Equal(crb.Subjects, want) {
 		t.Errorf("binding subjects = %+v, want %+v", crb.Subjects, want)
 	}
+	reader := clusterRole(t, objs, role.Name+"-metrics-reader")
+	if problems := checkReaderRules(reader.Rules); len(problems) > 0 {
+		t.Errorf("ClusterRole %s:\n%s", reader.Name, strings.Join(problems, "\n"))
+	}
 }
 
-// checkRules accepts exactly pods get/list/watch and nodes get in the core group.
-func checkRules(rules []rbacv1.PolicyRule) []string {
-	want := map[string][]string{"pods": {"get", "list", "watch"}, "nodes": {"get"}}
+// clusterRole is the one ClusterRole of objs named name.
+func clusterRole(t *testing.T, objs objects, name string) *rbacv1.ClusterRole {
+	t.Helper()
+	var found *rbacv1.ClusterRole
+	for _, o := range objs.typed {
+		if r, ok := o.(*rbacv1.ClusterRole); ok && r.Name == name {
+			if found != nil {
+				t.Fatalf("two ClusterRoles named %s", name)
+			}
+			found = r
+		}
+	}
+	if found == nil {
+		t.Fatalf("no ClusterRole named %s", name)
+	}
+	return found
+}
+
+// agentRules are what the agent's ClusterRole grants, by "group/resource":
+// pods and its node for the metadata, token and access reviews for the
+// /metrics guard. optionalRules are the events of the events issue, which a
+// rendering may leave out (events.enabled=false).
+var (
+	agentRules = map[string][]string{
+		"/pods": {"get", "list", "watch"}, "/nodes": {"get"},
+		"authentication.k8s.io/tokenreviews":        {"create"},
+		"authorization.k8s.io/subjectaccessreviews": {"create"},
+	}
+	optionalRules = map[string][]string{"/events": {"create", "patch"}, "events.k8s.io/events": {"create", "patch"}}
+)
+
+// grants flattens rules to "group/resource" -> sorted verbs.
+func grants(rules []rbacv1.PolicyRule) map[string][]string {
 	got := map[string][]string{}
+	for _, r := range rules {
+		for _, g := range r.APIGroups {
+			for _, res := range r.Resources {
+				got[g+"/"+res] = append(got[g+"/"+res], r.Verbs...)
+			}
+		}
+	}
+	for k := range got {
+		slices.Sort(got[k])
+		got[k] = slices.Compact(got[k])
+	}
+	return got
+}
+
+// checkRules accepts exactly agentRules, plus optionalRules.
+func checkRules(rules []rbacv1.PolicyRule) []string {
 	var problems []string
 	for _, r := range rules {
 		if len(r.NonResourceURLs) > 0 || len(r.ResourceNames) > 0 {
 			problems = append(problems, fmt.Sprintf("rule %+v: nonResourceURLs/resourceNames not expected", r))
 		}
-		if !slices.Equal(r.APIGroups, []string{""}) {
-			problems = append(problems, fmt.Sprintf("rule %+v: apiGroups must be exactly [\"\"]", r))
-		}
-		for _, res := range r.Resources {
-			got[res] = append(got[res], r.Verbs...)
-		}
 	}
+	got := grants(rules)
 	for res, verbs := range got {
-		slices.Sort(verbs)
-		if !slices.Equal(verbs, want[res]) {
-			problems = append(problems, fmt.Sprintf("%s: verbs %v, want %v", res, verbs, want[res]))
+		want, ok := agentRules[res]
+		if !ok {
+			want = optionalRules[res]
+		}
+		if !slices.Equal(verbs, want) {
+			problems = append(problems, fmt.Sprintf("%s: verbs %v, want %v", res, verbs, want))
 		}
 	}
-	for res := range want {
+	for res := range agentRules {
 		if _, ok := got[res]; !ok {
 			problems = append(problems, fmt.Sprintf("%s: not granted", res))
 		}
 	}
 	slices.Sort(problems)
 	return problems
+}
+
+// checkReaderRules accepts exactly get on the non-resource URL /metrics.
+func checkReaderRules(rules []rbacv1.PolicyRule) []string {
+	want := []rbacv1.PolicyRule{{NonResourceURLs: []string{"/metrics"}, Verbs: []string{"get"}}}
+	if len(rules) != 1 || !slices.Equal(rules[0].NonResourceURLs, want[0].NonResourceURLs) || !slices.Equal(rules[0].Verbs, want[0].Verbs) ||
+		len(rules[0].Resources) > 0 || len(rules[0].APIGroups) > 0 {
+		return []string{fmt.Sprintf("rules %+v, want %+v", rules, want)}
+	}
+	return nil
 }
 
 func TestDaemonSetLeastPrivilege(t *testing.T) {
@@ -422,14 +480,22 @@ func TestCheckerCatchesPrivilege(t *testing.T) {
 	rules := []rbacv1.PolicyRule{
 		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch"}},
 		{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get"}},
+		{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
+		{APIGroups: []string{"authorization.k8s.io"}, Resources: []string{"subjectaccessreviews"}, Verbs: []string{"create"}},
 		{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get"}},
+	}
+	if p := checkRules(rules[:4]); len(p) != 0 {
+		t.Errorf("the shipped rule set is refused: %v", p)
 	}
 	if len(checkRules(rules)) == 0 {
 		t.Error("a secrets rule was not caught")
 	}
 	rules[1].Verbs = []string{"get", "list"}
-	if len(checkRules(rules[:2])) == 0 {
+	if len(checkRules(rules[:4])) == 0 {
 		t.Error("nodes list was not caught")
+	}
+	if len(checkReaderRules([]rbacv1.PolicyRule{{NonResourceURLs: []string{"*"}, Verbs: []string{"get"}}})) == 0 {
+		t.Error("a reader granted every URL was not caught")
 	}
 }
 

@@ -105,6 +105,8 @@ type serveOpts struct {
 	args   []string // extra flags
 	prefix []string // command in front of the binary (setpriv ...)
 	tls    bool     // https with an unverified client (self-signed)
+	// kubeconfig names an API server; "" runs without one.
+	kubeconfig string
 }
 
 // startServe starts `shmwatch serve` on a free loopback port with the given
@@ -117,7 +119,7 @@ func startServe(t testing.TB, o serveOpts) *server {
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	emptyLogs := t.TempDir()
 	args := append([]string{binPath, "serve", "--web.listen-address=" + addr,
-		"--log-root=" + emptyLogs, "--kubeconfig=", "--node-name=podtree-node", "--log.format=json"}, o.args...)
+		"--log-root=" + emptyLogs, "--kubeconfig=" + o.kubeconfig, "--node-name=podtree-node", "--log.format=json"}, o.args...)
 	args = append(append([]string(nil), o.prefix...), args...)
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG=", "KUBERNETES_SERVICE_HOST=")

@@ -40,7 +40,7 @@ type nodeFlags struct {
 }
 
 func (f *nodeFlags) register(app *kingpin.Application) {
-	app.Flag("host-root", "Prefix of the host's /proc and /var/log/pods when running in a container (e.g. /host). The cgroup hierarchy is found from the mount table; tmpfs mounts are classified by the shape of their host paths, so the kubelet's and the runtime's root dirs need no flag.").Default("").StringVar(&f.hostRoot)
+	app.Flag("host-root", "Prefix of the host's /proc and /var/log/pods when running in a container (e.g. /host; the DaemonSet sets it through the environment, so kubectl exec'd scan and audit see the host as serve does). The cgroup hierarchy is found from the mount table; tmpfs mounts are classified by the shape of their host paths, so the kubelet's and the runtime's root dirs need no flag.").Envar("SHMWATCH_HOST_ROOT").Default("").StringVar(&f.hostRoot)
 	app.Flag("procfs", "The host's procfs mount point (below --host-root).").Default("/proc").StringVar(&f.procfs)
 	app.Flag("log-root", "The kubelet's pod log directory (below --host-root), for names when the API is out of reach.").Default("/var/log/pods").StringVar(&f.logRoot)
 	app.Flag("cgroup-root", "The kubelet's --cgroup-root.").Default("/").StringVar(&f.cgroupRoot)
@@ -60,10 +60,16 @@ func (f *nodeFlags) path(p string) string { return filepath.Join("/", f.hostRoot
 // openNode builds the readers and the collector. The caller stops the
 // metadata informer by cancelling ctx.
 func (f *nodeFlags) openNode(ctx context.Context, log *zap.Logger, reads agent.Config) (*agent.Collector, podmeta.Provider, error) {
+	if err := f.checkRoots(); err != nil {
+		return nil, nil, err
+	}
 	procRoot := f.path(f.procfs)
 	cg, err := cgroupfs.NewFS(procRoot)
 	if err != nil {
 		return nil, nil, fmt.Errorf("find the memory cgroup hierarchy: %w", err)
+	}
+	if err := f.checkCgroupRoot(cg.Hierarchy); err != nil {
+		return nil, nil, err
 	}
 	scanner := shmscan.NewScanner(shmscan.Config{ProcRoot: procRoot, HostPID: f.resolveHostPID(procRoot, log), StatfsTimeout: f.statfsTimeout})
 	var meta podmeta.Provider

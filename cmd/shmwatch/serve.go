@@ -35,6 +35,7 @@ type serveCmd struct {
 	telemetryPath string
 	scrapeTimeout time.Duration
 	sandbox       bool
+	auth          *metricsAuth
 }
 
 func newServeCmd(app *kingpin.Application, f *nodeFlags) *serveCmd {
@@ -44,6 +45,7 @@ func newServeCmd(app *kingpin.Application, f *nodeFlags) *serveCmd {
 	s.cmd.Flag("web.telemetry-path", "Path of the metrics.").Default("/metrics").StringVar(&s.telemetryPath)
 	s.cmd.Flag("scrape-timeout", "Longest a scrape waits for a collection.").Default("10s").DurationVar(&s.scrapeTimeout)
 	s.cmd.Flag("collector.sandbox", "Also export the sandbox (pause) container cgroups.").BoolVar(&s.sandbox)
+	s.auth = addAuthFlags(s.cmd)
 	return s
 }
 
@@ -57,6 +59,10 @@ func (s *serveCmd) run(log *zap.Logger) int {
 		log.Error("cannot start", zap.Error(err))
 		return 1
 	}
+	if err := s.auth.setup(s.flags, s.telemetryPath, log); err != nil {
+		log.Error("cannot start", zap.Error(err))
+		return 1
+	}
 	var ready atomic.Bool
 	go func() { // the first collection warms the mount cache before /readyz says yes
 		if _, err := col.Collect(ctx); err == nil {
@@ -65,7 +71,7 @@ func (s *serveCmd) run(log *zap.Logger) int {
 	}()
 	server := &http.Server{Handler: s.mux(col, &ready, log), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
-	go func() { errc <- web.ListenAndServe(server, s.web, slog.New(zapslog.NewHandler(log.Core()))) }()
+	go func() { errc <- s.auth.listenAndServe(server, s.web, slog.New(zapslog.NewHandler(log.Core()))) }()
 	log.Info("serving", zap.Strings("listen", *s.web.WebListenAddresses), zap.String("version", agent.Version))
 	select {
 	case err := <-errc:
@@ -91,7 +97,7 @@ func (s *serveCmd) mux(col *agent.Collector, ready *atomic.Bool, log *zap.Logger
 		ErrorHandling: promhttp.ContinueOnError,
 		ErrorLog:      zap.NewStdLog(log),
 	})
-	mux.Handle(s.telemetryPath, metrics)
+	mux.Handle(s.telemetryPath, s.auth.guard(metrics, base))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !ready.Load() {
