@@ -377,6 +377,10 @@ func (r *memReader) optional(f optionalFile, name fileName) ([]byte, bool) {
 			return nil, false
 		}
 	}
+	if f == optPressure && noPSI(err) { // 5.10 booted with psi=0: the file is there, its read is refused
+		r.fs.absent[f].Store(true)
+		return nil, false
+	}
 	r.m.Errors = append(r.m.Errors, FieldError{Field: name.s, Path: r.dir.path() + "/" + name.s, Err: err})
 	return nil, false
 }

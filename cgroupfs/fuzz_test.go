@@ -71,7 +71,7 @@ func FuzzParseCgroupStat(f *testing.F) {
 }
 
 func FuzzParsePSI(f *testing.F) {
-	seeds(f, "memory.pressure")
+	seeds(f, "memory.pressure", "proc.pressure.memory", "squeezed.proc.pressure.memory", "squeezed.cg.memory.pressure")
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := ParsePSI(data)
 		checkErr(t, err)
