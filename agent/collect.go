@@ -43,10 +43,10 @@ type Config struct {
 
 // Which memory files each view reads: only what the snapshot reports (see
 // docs/performance.md). A pod needs no events (no pod-level OOM metric);
-// containers need no cgroup.stat (dying counts are per pod) and nobody
-// reads PSI.
+// containers need no cgroup.stat (dying counts are per pod) and no PSI
+// (pressure is reported per pod).
 const (
-	podFields       = cgroupfs.FieldStat | cgroupfs.FieldLimit | cgroupfs.FieldUsage | cgroupfs.FieldKernel | cgroupfs.FieldKmemLimit | cgroupfs.FieldDying
+	podFields       = cgroupfs.FieldStat | cgroupfs.FieldLimit | cgroupfs.FieldUsage | cgroupfs.FieldKernel | cgroupfs.FieldKmemLimit | cgroupfs.FieldDying | cgroupfs.FieldPressure
 	containerFields = cgroupfs.FieldStat | cgroupfs.FieldLimit | cgroupfs.FieldUsage | cgroupfs.FieldKernel | cgroupfs.FieldKmemLimit | cgroupfs.FieldEvents
 	// sandboxFields keeps the kmem-limit count whole when sandbox memory
 	// is skipped; the limit is cached per cgroup, so it costs an fstat.
@@ -259,6 +259,7 @@ func (c *Collector) readPod(col *collection, cp *cgroupfs.Pod) (Pod, bool) {
 	p := Pod{UID: cp.UID, QOS: string(cp.QOS), Cgroup: cp.Path, Memory: vals.memory(mem), DyingMemcg: vals.keep(mem.DyingDescendants),
 		Shm: []Shm{}}
 	p.Errors = p.noteFieldErrors(mem.Errors)
+	p.MemoryPressure = pressureOf(mem.PSI)
 	meta, hasMeta := c.podMeta(cp.UID)
 	if hasMeta {
 		p.Namespace, p.Name = meta.Namespace, meta.Name

@@ -16,6 +16,7 @@ func (c *Collector) reportNode(col *collection, n cgroupfs.Node) {
 	r.CgroupMode = string(n.Mode)
 	r.Kernel = n.KernelRelease
 	r.NoKmem = n.NoKmem
+	r.MemoryPressure = pressureOf(n.PSI)
 	r.Memcg = Memcgs{Live: n.LiveMemcgs, Dying: n.DyingMemcgs, IDHeadroom: n.MemcgIDHeadroom}
 	r.KmemLimitedCgroups = len(col.kmemLimited)
 	r.KmemLimitedPaths = col.kmemLimited

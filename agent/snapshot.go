@@ -49,6 +49,9 @@ type NodeReport struct {
 	KubernetesVersion  string   `json:"kubernetes_version,omitempty"`
 	AllocatableMemory  *uint64  `json:"allocatable_memory_bytes"`
 	Errors             []string `json:"errors,omitempty"`
+
+	// MemoryPressure is /proc/pressure/memory; nil without PSI.
+	MemoryPressure *Pressure `json:"memory_pressure"`
 }
 
 // Memcgs counts memory cgroups on the node.
@@ -73,6 +76,9 @@ type Pod struct {
 	Headroom   *int64      `json:"headroom_bytes"`
 	Containers []Container `json:"containers"`
 	Errors     []string    `json:"errors,omitempty"`
+
+	// MemoryPressure is v2 memory.pressure; nil on v1 and without PSI.
+	MemoryPressure *Pressure `json:"memory_pressure"`
 
 	readErrs []readError // accounted once the pod is known to still exist
 }
