@@ -76,7 +76,7 @@ func buildV1Fixture(t *testing.T) fixtureTree {
 	copyCaptures(t, "vm-v1", "cg.", filepath.Join(guar, guarCtr), v1CgroupFiles...)
 
 	proc := filepath.Join(root, "proc")
-	copyCaptures(t, "host-v1", "proc.", proc, "cgroups", "cmdline")
+	copyCaptures(t, "host-v1", "proc.", proc, "cgroups", "cmdline", "meminfo")
 	copyCaptures(t, "host-v1", "proc.pressure.", filepath.Join(proc, "pressure"), "memory")
 	copyCaptures(t, "host-v1", "", filepath.Join(proc, "sys", "kernel"), "osrelease")
 	return fixtureTree{Hierarchy: cgroupfs.Hierarchy{Mode: cgroupfs.ModeHybrid, MemoryRoot: mem}, ProcRoot: proc}
@@ -107,7 +107,7 @@ func buildV2Fixture(t *testing.T) fixtureTree {
 		copyCaptures(t, "vm-v2", "cg.", dir, v2CgroupFiles...)
 	}
 	proc := filepath.Join(root, "proc")
-	copyCaptures(t, "vm-v2", "proc.", proc, "cgroups", "cmdline")
+	copyCaptures(t, "vm-v2", "proc.", proc, "cgroups", "cmdline", "meminfo")
 	copyCaptures(t, "vm-v2", "proc.pressure.", filepath.Join(proc, "pressure"), "memory")
 	copyCaptures(t, "vm-v2", "", filepath.Join(proc, "sys", "kernel"), "osrelease")
 	return fixtureTree{Hierarchy: cgroupfs.Hierarchy{Mode: cgroupfs.ModeV2, MemoryRoot: mem}, ProcRoot: proc}

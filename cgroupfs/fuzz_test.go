@@ -169,3 +169,18 @@ func FuzzParseCgroupNames(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseMemTotal(f *testing.F) {
+	seeds(f, "proc.meminfo")
+	f.Add([]byte("MemTotal:       18014398509481984 kB\n"))
+	f.Add([]byte("MemTotal: 1 MB\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		n, err := ParseMemTotal(data)
+		if err != nil && n != 0 {
+			t.Fatalf("error %v with value %d", err, n)
+		}
+		if err == nil && n%1024 != 0 {
+			t.Fatalf("%d is not whole kB", n)
+		}
+	})
+}

@@ -38,6 +38,11 @@ func (fs *FS) node(rec *listings) Node {
 	} else {
 		n.PSI = psi
 	}
+	if total, err := fs.MemTotal(); err != nil {
+		n.Errors = append(n.Errors, FieldError{Field: "meminfo", Path: fs.procPath("meminfo"), Err: err})
+	} else {
+		n.MemTotal = &total
+	}
 	if fs.v1() {
 		fs.nodeV1(&n, rec)
 	} else {

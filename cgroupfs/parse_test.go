@@ -348,3 +348,15 @@ func TestNodePressure(t *testing.T) {
 		t.Errorf("malformed: err = %v, want ErrFileParse", err)
 	}
 }
+
+func TestParseMemTotal(t *testing.T) {
+	got, err := ParseMemTotal(fixture(t, "host-v1/proc.meminfo")) // captured: MemTotal: 24683748 kB
+	if err != nil || got != 24683748*1024 {
+		t.Errorf("host meminfo: %d, %v; want %d", got, err, 24683748*1024)
+	}
+	for _, bad := range []string{"", "MemFree: 1 kB\n", "MemTotal: 1\n", "MemTotal: x kB\n", "MemTotal: 1 MB\n", "MemTotal: 18014398509481984 kB\n"} {
+		if n, err := ParseMemTotal([]byte(bad)); !errors.Is(err, ErrFileParse) || n != 0 {
+			t.Errorf("ParseMemTotal(%q) = %d, %v; want ErrFileParse", bad, n, err)
+		}
+	}
+}

@@ -152,8 +152,11 @@ type Node struct {
 	MemcgIDHeadroom *int64
 	// PSI is the node's memory pressure, /proc/pressure/memory; nil when
 	// the kernel keeps no PSI (CONFIG_PSI off, psi=0).
-	PSI    *PSI
-	Errors []FieldError
+	PSI *PSI
+	// MemTotal is /proc/meminfo MemTotal in bytes: a tmpfs mounted without
+	// size= gets half of it.
+	MemTotal *uint64
+	Errors   []FieldError
 }
 
 // FieldError is one field that could not be read.
