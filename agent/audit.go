@@ -59,6 +59,7 @@ func NewAudit(first, second *Snapshot) Audit {
 	a.add(kmemLimitFinding(second))
 	a.add(orphanFindings(second)...)
 	a.add(shmBindsAtMemcg(second)...)
+	a.add(tmpfsSizeFindings(second)...)
 	a.add(metadataFinding(second))
 	a.add(readErrorFinding(second))
 	sort.SliceStable(a.Findings, func(i, j int) bool { return a.Findings[i].Severity > a.Findings[j].Severity })

@@ -52,6 +52,8 @@ type NodeReport struct {
 
 	// MemoryPressure is /proc/pressure/memory; nil without PSI.
 	MemoryPressure *Pressure `json:"memory_pressure"`
+	// MemTotal is /proc/meminfo MemTotal: an unsized tmpfs gets half.
+	MemTotal *uint64 `json:"mem_total_bytes"`
 }
 
 // Memcgs counts memory cgroups on the node.
@@ -120,6 +122,10 @@ type Shm struct {
 	Binding    string           `json:"binding_limit"`
 	Containers []string         `json:"containers"`
 	Error      string           `json:"error,omitempty"`
+
+	// SizeExplained is, for a memory emptyDir, the size the kubelet gives
+	// it and which input decided it.
+	SizeExplained *TmpfsSize `json:"size_explained,omitempty"`
 
 	sandboxOnly bool // only the pause container has it at /dev/shm
 }
