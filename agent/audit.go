@@ -60,6 +60,8 @@ func NewAudit(first, second *Snapshot) Audit {
 	a.add(orphanFindings(second)...)
 	a.add(shmBindsAtMemcg(second)...)
 	a.add(tmpfsSizeFindings(second)...)
+	a.add(kmemLayerFinding(second))
+	a.add(slabCachesFinding(second))
 	a.add(metadataFinding(second))
 	a.add(readErrorFinding(second))
 	sort.SliceStable(a.Findings, func(i, j int) bool { return a.Findings[i].Severity > a.Findings[j].Severity })

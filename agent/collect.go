@@ -39,6 +39,9 @@ type Config struct {
 	// a node's cgroups. Their Memory stays nil; the pod's own cgroup still
 	// counts their memory (v1 and v2 pod values are hierarchical).
 	SkipSandboxMemory bool
+	// SkipSlabinfo does not read v1 memory.kmem.slabinfo of every cgroup
+	// nor /proc/slabinfo: no metric exports them (scan and audit do).
+	SkipSlabinfo bool
 }
 
 // Which memory files each view reads: only what the snapshot reports (see

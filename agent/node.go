@@ -28,6 +28,7 @@ func (c *Collector) reportNode(col *collection, n cgroupfs.Node) {
 	}
 	c.findOrphans(col)
 	c.explainTmpfsSizes(col)
+	c.collectKmem(col)
 }
 
 // nodeCountErr fails the node phase when neither memcg count could be read.

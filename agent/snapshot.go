@@ -54,6 +54,9 @@ type NodeReport struct {
 	MemoryPressure *Pressure `json:"memory_pressure"`
 	// MemTotal is /proc/meminfo MemTotal: an unsized tmpfs gets half.
 	MemTotal *uint64 `json:"mem_total_bytes"`
+	// TopSlabCaches are the largest caches of /proc/slabinfo (v1, scan
+	// and audit only).
+	TopSlabCaches []cgroupfs.SlabCache `json:"top_slab_caches,omitempty"`
 }
 
 // Memcgs counts memory cgroups on the node.
@@ -81,6 +84,8 @@ type Pod struct {
 
 	// MemoryPressure is v2 memory.pressure; nil on v1 and without PSI.
 	MemoryPressure *Pressure `json:"memory_pressure"`
+	// Kmem is the v1 pod cgroup's kmem accounting (scan and audit only).
+	Kmem *Kmem `json:"kmem,omitempty"`
 
 	readErrs []readError // accounted once the pod is known to still exist
 }
@@ -106,6 +111,9 @@ type Container struct {
 	OOMKills  *uint64  `json:"oom_kills"`
 	LimitHits *uint64  `json:"limit_hits"`
 	Errors    []string `json:"errors,omitempty"`
+
+	// Kmem is the v1 container cgroup's kmem accounting (scan and audit only).
+	Kmem *Kmem `json:"kmem,omitempty"`
 }
 
 // Shm is one tmpfs a pod writes shared memory to, with its verdict.

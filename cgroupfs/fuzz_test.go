@@ -184,3 +184,18 @@ func FuzzParseMemTotal(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseSlabinfo(f *testing.F) {
+	seeds(f, "proc.slabinfo", "memory.kmem.slabinfo")
+	f.Fuzz(func(t *testing.T, data []byte) {
+		caches, err := ParseSlabinfo(data)
+		if err != nil && caches != nil {
+			t.Fatalf("error %v with %d caches", err, len(caches))
+		}
+		for _, c := range caches {
+			if c.Name == "" {
+				t.Fatalf("cache without a name: %+v", c)
+			}
+		}
+	})
+}
