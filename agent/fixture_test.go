@@ -76,6 +76,8 @@ func buildV1Fixture(t *testing.T) fixtureTree {
 	guar := filepath.Join(mem, "kubepods", "pod"+guarUID)
 	copyCaptures(t, "vm-v1", "cg.", guar, v1CgroupFiles...)
 	copyCaptures(t, "vm-v1", "cg.", filepath.Join(guar, guarCtr), v1CgroupFiles...)
+	copyCaptures(t, "vm-v1", "cg.", guar, "memory.kmem.slabinfo")
+	copyCaptures(t, "vm-v1", "cg.", filepath.Join(guar, guarCtr), "memory.kmem.slabinfo")
 
 	proc := filepath.Join(root, "proc")
 	copyCaptures(t, "host-v1", "proc.", proc, "cgroups", "cmdline", "meminfo", "slabinfo")

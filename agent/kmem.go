@@ -126,17 +126,17 @@ func kmemLayerFinding(s *Snapshot) Finding {
 	}
 	var parts []string
 	if kubelet > 0 {
-		parts = append(parts, fmt.Sprintf("the kubelet (pod cgroup) in %d pods: 3 leaked memcgs per pod deletion (pod, pause, app)", kubelet))
+		parts = append(parts, fmt.Sprintf("the kubelet (pod cgroup) in %d pods: a kernel that leaks loses 3 memcgs per pod deletion (pod, pause, app)", kubelet))
 	}
 	if runtime > 0 {
 		parts = append(parts, fmt.Sprintf("the runtime (container cgroups only) in %d pods: 2 per pod deletion (pause, app)", runtime))
 	}
-	headroom := "memcg id headroom: ids are recycled (kernel >= 4.7)"
+	headroom := "memcg ids are recycled on this kernel (>= 4.7)"
 	if h := n.Memcg.IDHeadroom; h != nil {
 		headroom = fmt.Sprintf("%d memcg ids left", *h)
 	}
 	f := Finding{Check: "kmem-layer", Severity: SeverityWarning,
-		Message: "kmem accounting turned on by " + strings.Join(parts, "; by ") + " on a kernel that leaks; " + headroom,
+		Message: "kmem accounting turned on by " + strings.Join(parts, "; by ") + "; " + headroom,
 		Action:  "the kubelet: a kubelet built without the nokmem tag; the runtime: runc without nokmem; or boot with cgroup.memory=nokmem"}
 	if oldKernel(n.Kernel, 4, 6) {
 		f.Severity = SeverityCritical

@@ -187,6 +187,7 @@ func FuzzParseMemTotal(f *testing.F) {
 
 func FuzzParseSlabinfo(f *testing.F) {
 	seeds(f, "proc.slabinfo", "memory.kmem.slabinfo")
+	f.Add(fixture(f, "vm510-v1/proc.slabinfo"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		caches, err := ParseSlabinfo(data)
 		if err != nil && caches != nil {

@@ -20,9 +20,17 @@ func TestParseSlabinfo(t *testing.T) {
 	if caches[0] != first {
 		t.Errorf("first row %+v, want %+v", caches[0], first)
 	}
-	// Captured: memory.kmem.slabinfo of a v1 cgroup on 6.18 (empty since 5.9).
-	if c, err := ParseSlabinfo(fixture(t, "host-v1/cg.memory.kmem.slabinfo")); c != nil || err != nil {
-		t.Errorf("empty cgroup slabinfo: %v, %v; want no caches, no error", c, err)
+	// Captured in the VM rig under v1: /proc/slabinfo of 6.1 and 5.10.
+	for file, rows := range map[string]int{"vm-v1/proc.slabinfo": 153, "vm510-v1/proc.slabinfo": 126} {
+		if c, err := ParseSlabinfo(fixture(t, file)); err != nil || len(c) != rows {
+			t.Errorf("%s: %d caches, %v; want %d", file, len(c), err, rows)
+		}
+	}
+	// Captured: memory.kmem.slabinfo of a v1 cgroup on 6.18, 6.1 and 5.10 (empty since 5.9).
+	for _, file := range []string{"host-v1/cg.memory.kmem.slabinfo", "vm-v1/cg.memory.kmem.slabinfo", "vm510-v1/cg.memory.kmem.slabinfo"} {
+		if c, err := ParseSlabinfo(fixture(t, file)); c != nil || err != nil {
+			t.Errorf("empty cgroup slabinfo %s: %v, %v; want no caches, no error", file, c, err)
+		}
 	}
 	for _, bad := range []string{
 		"slabinfo - version: 1.1\n",
