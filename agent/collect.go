@@ -39,14 +39,17 @@ type Config struct {
 	// a node's cgroups. Their Memory stays nil; the pod's own cgroup still
 	// counts their memory (v1 and v2 pod values are hierarchical).
 	SkipSandboxMemory bool
+	// SkipSlabinfo does not read v1 memory.kmem.slabinfo of every cgroup
+	// nor /proc/slabinfo: no metric exports them (scan and audit do).
+	SkipSlabinfo bool
 }
 
 // Which memory files each view reads: only what the snapshot reports (see
 // docs/performance.md). A pod needs no events (no pod-level OOM metric);
-// containers need no cgroup.stat (dying counts are per pod) and nobody
-// reads PSI.
+// containers need no cgroup.stat (dying counts are per pod) and no PSI
+// (pressure is reported per pod).
 const (
-	podFields       = cgroupfs.FieldStat | cgroupfs.FieldLimit | cgroupfs.FieldUsage | cgroupfs.FieldKernel | cgroupfs.FieldKmemLimit | cgroupfs.FieldDying
+	podFields       = cgroupfs.FieldStat | cgroupfs.FieldLimit | cgroupfs.FieldUsage | cgroupfs.FieldKernel | cgroupfs.FieldKmemLimit | cgroupfs.FieldDying | cgroupfs.FieldPressure
 	containerFields = cgroupfs.FieldStat | cgroupfs.FieldLimit | cgroupfs.FieldUsage | cgroupfs.FieldKernel | cgroupfs.FieldKmemLimit | cgroupfs.FieldEvents
 	// sandboxFields keeps the kmem-limit count whole when sandbox memory
 	// is skipped; the limit is cached per cgroup, so it costs an fstat.
@@ -254,6 +257,7 @@ func (c *Collector) readPod(col *collection, cp *cgroupfs.Pod) (Pod, bool) {
 	p := Pod{UID: cp.UID, QOS: string(cp.QOS), Cgroup: cp.Path, Memory: memoryOf(mem), DyingMemcg: mem.DyingDescendants,
 		Shm: []Shm{}}
 	p.Errors = p.noteFieldErrors(mem.Errors)
+	p.MemoryPressure = pressureOf(mem.PSI)
 	meta, hasMeta := c.podMeta(cp.UID)
 	if hasMeta {
 		p.Namespace, p.Name = meta.Namespace, meta.Name

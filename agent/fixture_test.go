@@ -71,12 +71,17 @@ func buildV1Fixture(t *testing.T) fixtureTree {
 	burst := filepath.Join(mem, "kubepods", "burstable", "pod"+burstUID)
 	copyCaptures(t, "host-v1", "cg.", burst, v1CgroupFiles...)
 	copyCaptures(t, "host-v1", "cg.", filepath.Join(burst, burstCtr), v1CgroupFiles...)
+	copyCaptures(t, "host-v1", "cg.", burst, "memory.kmem.slabinfo") // empty from 5.9
+	copyCaptures(t, "host-v1", "cg.", filepath.Join(burst, burstCtr), "memory.kmem.slabinfo")
 	guar := filepath.Join(mem, "kubepods", "pod"+guarUID)
 	copyCaptures(t, "vm-v1", "cg.", guar, v1CgroupFiles...)
 	copyCaptures(t, "vm-v1", "cg.", filepath.Join(guar, guarCtr), v1CgroupFiles...)
+	copyCaptures(t, "vm-v1", "cg.", guar, "memory.kmem.slabinfo")
+	copyCaptures(t, "vm-v1", "cg.", filepath.Join(guar, guarCtr), "memory.kmem.slabinfo")
 
 	proc := filepath.Join(root, "proc")
-	copyCaptures(t, "host-v1", "proc.", proc, "cgroups", "cmdline")
+	copyCaptures(t, "host-v1", "proc.", proc, "cgroups", "cmdline", "meminfo", "slabinfo")
+	copyCaptures(t, "host-v1", "proc.pressure.", filepath.Join(proc, "pressure"), "memory")
 	copyCaptures(t, "host-v1", "", filepath.Join(proc, "sys", "kernel"), "osrelease")
 	return fixtureTree{Hierarchy: cgroupfs.Hierarchy{Mode: cgroupfs.ModeHybrid, MemoryRoot: mem}, ProcRoot: proc}
 }
@@ -106,7 +111,8 @@ func buildV2Fixture(t *testing.T) fixtureTree {
 		copyCaptures(t, "vm-v2", "cg.", dir, v2CgroupFiles...)
 	}
 	proc := filepath.Join(root, "proc")
-	copyCaptures(t, "vm-v2", "proc.", proc, "cgroups", "cmdline")
+	copyCaptures(t, "vm-v2", "proc.", proc, "cgroups", "cmdline", "meminfo")
+	copyCaptures(t, "vm-v2", "proc.pressure.", filepath.Join(proc, "pressure"), "memory")
 	copyCaptures(t, "vm-v2", "", filepath.Join(proc, "sys", "kernel"), "osrelease")
 	return fixtureTree{Hierarchy: cgroupfs.Hierarchy{Mode: cgroupfs.ModeV2, MemoryRoot: mem}, ProcRoot: proc}
 }

@@ -161,6 +161,11 @@ var familyWriters = sortedWriters(map[*family]writeFunc{
 	collectorSeconds: writePhaseSeconds,
 	collectorSuccess: writePhaseSuccess,
 	buildInfo:        writeBuildInfo,
+
+	podPressureWaiting:  podPressureValue(pressureWaiting),
+	podPressureStalled:  podPressureValue(pressureStalled),
+	nodePressureWaiting: nodePressureValue(pressureWaiting),
+	nodePressureStalled: nodePressureValue(pressureStalled),
 })
 
 func sortedWriters(m map[*family]writeFunc) []familyWriter {

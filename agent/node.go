@@ -13,6 +13,8 @@ func (c *Collector) reportNode(col *collection, n cgroupfs.Node) {
 	r.CgroupMode = string(n.Mode)
 	r.Kernel = n.KernelRelease
 	r.NoKmem = n.NoKmem
+	r.MemoryPressure = pressureOf(n.PSI)
+	r.MemTotal = n.MemTotal
 	r.Memcg = Memcgs{Live: n.LiveMemcgs, Dying: n.DyingMemcgs, IDHeadroom: n.MemcgIDHeadroom}
 	r.KmemLimitedCgroups = len(col.kmemLimited)
 	r.KmemLimitedPaths = col.kmemLimited
@@ -22,6 +24,8 @@ func (c *Collector) reportNode(col *collection, n cgroupfs.Node) {
 		r.Errors = append(r.Errors, e.Error())
 	}
 	c.findOrphans(col)
+	c.explainTmpfsSizes(col)
+	c.collectKmem(col)
 }
 
 // nodeCountErr fails the node phase when neither memcg count could be read.

@@ -86,7 +86,11 @@ func shmUsedSize(p *Pod) string {
 			parts = append(parts, "error")
 			continue
 		}
-		parts = append(parts, humanBytes(*s.Used)+"/"+humanBytes(*s.Size))
+		part := humanBytes(*s.Used) + "/" + humanBytes(*s.Size)
+		if note := sizeNote(&s); note != "" {
+			part += " (" + note + ")"
+		}
+		parts = append(parts, part)
 	}
 	return dash(strings.Join(parts, ","))
 }

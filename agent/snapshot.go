@@ -49,6 +49,14 @@ type NodeReport struct {
 	KubernetesVersion  string   `json:"kubernetes_version,omitempty"`
 	AllocatableMemory  *uint64  `json:"allocatable_memory_bytes"`
 	Errors             []string `json:"errors,omitempty"`
+
+	// MemoryPressure is /proc/pressure/memory; nil without PSI.
+	MemoryPressure *Pressure `json:"memory_pressure"`
+	// MemTotal is /proc/meminfo MemTotal: an unsized tmpfs gets half.
+	MemTotal *uint64 `json:"mem_total_bytes"`
+	// TopSlabCaches are the largest caches of /proc/slabinfo (v1, scan
+	// and audit only).
+	TopSlabCaches []cgroupfs.SlabCache `json:"top_slab_caches,omitempty"`
 }
 
 // Memcgs counts memory cgroups on the node.
@@ -74,6 +82,11 @@ type Pod struct {
 	Containers []Container `json:"containers"`
 	Errors     []string    `json:"errors,omitempty"`
 
+	// MemoryPressure is v2 memory.pressure; nil on v1 and without PSI.
+	MemoryPressure *Pressure `json:"memory_pressure"`
+	// Kmem is the v1 pod cgroup's kmem accounting (scan and audit only).
+	Kmem *Kmem `json:"kmem,omitempty"`
+
 	readErrs []readError // accounted once the pod is known to still exist
 }
 
@@ -98,6 +111,9 @@ type Container struct {
 	OOMKills  *uint64  `json:"oom_kills"`
 	LimitHits *uint64  `json:"limit_hits"`
 	Errors    []string `json:"errors,omitempty"`
+
+	// Kmem is the v1 container cgroup's kmem accounting (scan and audit only).
+	Kmem *Kmem `json:"kmem,omitempty"`
 }
 
 // Shm is one tmpfs a pod writes shared memory to, with its verdict.
@@ -114,6 +130,10 @@ type Shm struct {
 	Binding    string           `json:"binding_limit"`
 	Containers []string         `json:"containers"`
 	Error      string           `json:"error,omitempty"`
+
+	// SizeExplained is, for a memory emptyDir, the size the kubelet gives
+	// it and which input decided it.
+	SizeExplained *TmpfsSize `json:"size_explained,omitempty"`
 
 	sandboxOnly bool // only the pause container has it at /dev/shm
 }

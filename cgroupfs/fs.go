@@ -320,6 +320,10 @@ func (r *memReader) optional(f optionalFile, name string) ([]byte, bool) {
 			return nil, false
 		}
 	}
+	if f == optPressure && noPSI(err) { // 5.10 booted with psi=0: the file is there, its read is refused
+		r.fs.absent[f].Store(true)
+		return nil, false
+	}
 	r.m.Errors = append(r.m.Errors, FieldError{Field: name, Path: r.dir.path() + "/" + name, Err: err})
 	return nil, false
 }

@@ -71,7 +71,7 @@ func FuzzParseCgroupStat(f *testing.F) {
 }
 
 func FuzzParsePSI(f *testing.F) {
-	seeds(f, "memory.pressure")
+	seeds(f, "memory.pressure", "proc.pressure.memory", "squeezed.proc.pressure.memory", "squeezed.cg.memory.pressure")
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := ParsePSI(data)
 		checkErr(t, err)
@@ -165,6 +165,37 @@ func FuzzParseCgroupNames(f *testing.F) {
 		if bytes.Contains([]byte(name), []byte("crio-conmon-")) {
 			if _, _, ok := ParseContainerCgroupName(name); ok && strings.HasPrefix(name, "crio-conmon-") {
 				t.Fatalf("conmon taken as a container: %q", name)
+			}
+		}
+	})
+}
+
+func FuzzParseMemTotal(f *testing.F) {
+	seeds(f, "proc.meminfo")
+	f.Add([]byte("MemTotal:       18014398509481984 kB\n"))
+	f.Add([]byte("MemTotal: 1 MB\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		n, err := ParseMemTotal(data)
+		if err != nil && n != 0 {
+			t.Fatalf("error %v with value %d", err, n)
+		}
+		if err == nil && n%1024 != 0 {
+			t.Fatalf("%d is not whole kB", n)
+		}
+	})
+}
+
+func FuzzParseSlabinfo(f *testing.F) {
+	seeds(f, "proc.slabinfo", "memory.kmem.slabinfo")
+	f.Add(fixture(f, "vm510-v1/proc.slabinfo"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		caches, err := ParseSlabinfo(data)
+		if err != nil && caches != nil {
+			t.Fatalf("error %v with %d caches", err, len(caches))
+		}
+		for _, c := range caches {
+			if c.Name == "" {
+				t.Fatalf("cache without a name: %+v", c)
 			}
 		}
 	})

@@ -33,6 +33,16 @@ func (fs *FS) node(rec *listings) Node {
 	} else {
 		n.NoKmem = hasNoKmem(cmdline)
 	}
+	if psi, err := fs.NodePressure(); err != nil {
+		n.Errors = append(n.Errors, FieldError{Field: "pressure", Path: fs.procPath(nodePressureFile), Err: err})
+	} else {
+		n.PSI = psi
+	}
+	if total, err := fs.MemTotal(); err != nil {
+		n.Errors = append(n.Errors, FieldError{Field: "meminfo", Path: fs.procPath("meminfo"), Err: err})
+	} else {
+		n.MemTotal = &total
+	}
 	if fs.v1() {
 		fs.nodeV1(&n, rec)
 	} else {

@@ -305,3 +305,58 @@ func TestNames(t *testing.T) {
 		}
 	}
 }
+
+func TestNodePressure(t *testing.T) {
+	for _, tc := range []struct {
+		capture, file string
+		want          *PSI
+	}{
+		// Captured from /proc/pressure/memory: this 6.18 host (idle) and the
+		// 6.1 VM after a cgroup was throttled above its memory.high.
+		{"host-v1", "proc.pressure.memory", &PSI{Full: &PSILine{}}},
+		{"vm-v2", "squeezed.proc.pressure.memory", &PSI{
+			Some: PSILine{Avg10: 95.46, Avg60: 42.92, Avg300: 10.95, TotalMicroseconds: 34789579},
+			Full: &PSILine{Avg10: 95.42, Avg60: 42.85, Avg300: 10.94, TotalMicroseconds: 34710451}}},
+	} {
+		proc := t.TempDir()
+		if err := os.Mkdir(filepath.Join(proc, "pressure"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(proc, "pressure", "memory"), fixture(t, tc.capture+"/"+tc.file), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		got, err := (&FS{ProcRoot: proc}).NodePressure()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(tc.want, got); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", tc.capture, diff)
+		}
+	}
+	// psi=0 (or no CONFIG_PSI): no /proc/pressure at all.
+	if got, err := (&FS{ProcRoot: t.TempDir()}).NodePressure(); got != nil || err != nil {
+		t.Errorf("without /proc/pressure: %+v, %v; want nil, nil", got, err)
+	}
+	proc := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(proc, "pressure"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(proc, "pressure", "memory"), []byte("some avg10=x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (&FS{ProcRoot: proc}).NodePressure(); !errors.Is(err, ErrFileParse) {
+		t.Errorf("malformed: err = %v, want ErrFileParse", err)
+	}
+}
+
+func TestParseMemTotal(t *testing.T) {
+	got, err := ParseMemTotal(fixture(t, "host-v1/proc.meminfo")) // captured: MemTotal: 24683748 kB
+	if err != nil || got != 24683748*1024 {
+		t.Errorf("host meminfo: %d, %v; want %d", got, err, 24683748*1024)
+	}
+	for _, bad := range []string{"", "MemFree: 1 kB\n", "MemTotal: 1\n", "MemTotal: x kB\n", "MemTotal: 1 MB\n", "MemTotal: 18014398509481984 kB\n"} {
+		if n, err := ParseMemTotal([]byte(bad)); !errors.Is(err, ErrFileParse) || n != 0 {
+			t.Errorf("ParseMemTotal(%q) = %d, %v; want ErrFileParse", bad, n, err)
+		}
+	}
+}

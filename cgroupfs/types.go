@@ -150,7 +150,13 @@ type Node struct {
 	// MemcgIDHeadroom is 65535 minus the memcgs counted by /proc/cgroups, only
 	// on kernels that do not recycle memcg ids (< 4.7); nil elsewhere.
 	MemcgIDHeadroom *int64
-	Errors          []FieldError
+	// PSI is the node's memory pressure, /proc/pressure/memory; nil when
+	// the kernel keeps no PSI (CONFIG_PSI off, psi=0).
+	PSI *PSI
+	// MemTotal is /proc/meminfo MemTotal in bytes: a tmpfs mounted without
+	// size= gets half of it.
+	MemTotal *uint64
+	Errors   []FieldError
 }
 
 // FieldError is one field that could not be read.

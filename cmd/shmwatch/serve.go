@@ -54,7 +54,7 @@ func (s *serveCmd) run(log *zap.Logger) int {
 	defer stop()
 	// Metrics export neither peak memory nor, by default, sandbox cgroups:
 	// the agent does not read them (scan and audit do).
-	col, _, err := s.flags.openNode(ctx, log, agent.Config{SkipPeak: true, SkipSandboxMemory: !s.sandbox})
+	col, _, err := s.flags.openNode(ctx, log, agent.Config{SkipPeak: true, SkipSandboxMemory: !s.sandbox, SkipSlabinfo: true})
 	if err != nil {
 		log.Error("cannot start", zap.Error(err))
 		return 1

@@ -1,0 +1,65 @@
+package agent
+
+import (
+	"strings"
+	"testing"
+)
+
+// The layer that switched kmem accounting on, from each cgroup's Kmem, as
+// seed 004 tells it on 3.10: the kubelet (pod cgroup) or the runtime
+// (container cgroups only).
+func TestKmemLayerFinding(t *testing.T) {
+	yes, no := true, false
+	active := &Kmem{Slabinfo: "readable", AccountingActive: &yes}
+	eio := &Kmem{Slabinfo: "eio", AccountingActive: &no}
+	limited := &Kmem{Slabinfo: "readable", LimitBytes: u64p(1 << 30)}
+	headroom := int64(4000)
+	node := func(kernel string) NodeReport {
+		return NodeReport{Kernel: kernel, CgroupMode: "v1", Memcg: Memcgs{IDHeadroom: &headroom}}
+	}
+	pod := func(podK *Kmem, ctrK ...*Kmem) Pod {
+		p := Pod{Kmem: podK}
+		for _, k := range ctrK {
+			p.Containers = append(p.Containers, Container{Kmem: k})
+		}
+		return p
+	}
+	for _, tc := range []struct {
+		name     string
+		snap     Snapshot
+		severity Severity
+		want     []string
+	}{
+		{"3.10: pod cgroup slabinfo readable: the kubelet, 3 per deletion", Snapshot{Node: node("3.10.0-1160.el7.x86_64"),
+			Pods: []Pod{pod(active, active, active)}}, SeverityCritical,
+			[]string{"the kubelet (pod cgroup) in 1 pods", "3 memcgs per pod deletion", "4000 memcg ids left"}},
+		{"3.10: pod EIO, containers readable: the runtime, 2 per deletion", Snapshot{Node: node("3.10.0"),
+			Pods: []Pod{pod(eio, active, active)}}, SeverityCritical,
+			[]string{"the runtime (container cgroups only) in 1 pods: 2 per pod deletion"}},
+		{"3.10: everything EIO: nothing turned it on", Snapshot{Node: node("3.10.0"),
+			Pods: []Pod{pod(eio, eio)}}, SeverityOK, nil},
+		{"5.10: a readable slabinfo says nothing, a kmem limit does", Snapshot{Node: node("5.10.0-32-cloud-amd64"),
+			Pods: []Pod{pod(&Kmem{Slabinfo: "readable"}, limited), pod(&Kmem{Slabinfo: "readable"}, &Kmem{Slabinfo: "readable"})}}, SeverityWarning,
+			[]string{"the runtime (container cgroups only) in 1 pods"}},
+	} {
+		f := kmemLayerFinding(&tc.snap)
+		if tc.want == nil {
+			if f.Check != "" {
+				t.Errorf("%s: %+v, want no finding", tc.name, f)
+			}
+			continue
+		}
+		if f.Check != "kmem-layer" || f.Severity != tc.severity {
+			t.Errorf("%s: %+v, want kmem-layer %s", tc.name, f, tc.severity)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(f.Message, w) {
+				t.Errorf("%s: message %q lacks %q", tc.name, f.Message, w)
+			}
+		}
+	}
+	v2 := Snapshot{Node: NodeReport{CgroupMode: "v2"}, Pods: []Pod{pod(limited)}}
+	if f := kmemLayerFinding(&v2); f.Check != "" {
+		t.Errorf("v2: %+v", f)
+	}
+}
