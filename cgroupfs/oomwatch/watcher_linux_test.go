@@ -20,19 +20,21 @@ import (
 // and grows its anonymous memory until the OOM killer ends it.
 const helperEnv = "SHMWATCH_OOMWATCH_HELPER"
 
+// heap keeps the helper's memory reachable.
+var heap [][]byte
+
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(helperEnv); dir != "" {
 		if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte("0"), 0); err != nil {
 			fmt.Fprintln(os.Stderr, "helper:", err)
 			os.Exit(3)
 		}
-		var keep [][]byte
 		for {
 			b := make([]byte, 1<<20)
 			for i := 0; i < len(b); i += 4096 {
 				b[i] = 1
 			}
-			keep = append(keep, b)
+			heap = append(heap, b)
 		}
 	}
 	os.Exit(m.Run())
