@@ -77,6 +77,7 @@ type Collector struct {
 	commBuf   []byte
 	logged    map[string]bool
 	errTotals map[string]uint64
+	oom       *OOMWatch // nil: no OOM watch (WatchOOM)
 }
 
 type cachedMount struct {
@@ -150,6 +151,7 @@ func (c *Collector) collect() *Snapshot {
 	})
 	c.phase(col, "shm", func() error { return c.collectShm(col) })
 	c.dropVanished(col)
+	c.joinOOM(col)
 	c.accountErrors(col)
 	c.reportNode(col, node)
 	c.forgetGone(col)

@@ -49,6 +49,8 @@ type NodeReport struct {
 	KubernetesVersion  string   `json:"kubernetes_version,omitempty"`
 	AllocatableMemory  *uint64  `json:"allocatable_memory_bytes"`
 	Errors             []string `json:"errors,omitempty"`
+	// OOMWatch is the kernel OOM watch's state; nil when none runs.
+	OOMWatch *OOMWatchReport `json:"oom_watch,omitempty"`
 }
 
 // Memcgs counts memory cgroups on the node.
@@ -73,6 +75,8 @@ type Pod struct {
 	Headroom   *int64      `json:"headroom_bytes"`
 	Containers []Container `json:"containers"`
 	Errors     []string    `json:"errors,omitempty"`
+	// OOM is the pod's OOM kills; nil when no OOM watch runs.
+	OOM *PodOOM `json:"oom,omitempty"`
 
 	readErrs []readError // accounted once the pod is known to still exist
 }
