@@ -7,7 +7,9 @@
 // Two kernel interfaces, one per cgroup version:
 //   - v2: inotify IN_MODIFY on the cgroup's memory.events (the kernel's
 //     cgroup_file_notify). One inotify fd serves every watch; a watch costs
-//     no fd. Readable with a read-only cgroup mount.
+//     no fd. Readable with a read-only cgroup mount. The kernel does not
+//     signal the cgroup's removal (the watch pins the file's inode, so no
+//     IN_IGNORED comes): the owner unwatches what its listing no longer has.
 //   - v1: an eventfd registered through cgroup.event_control for
 //     memory.oom_control. One fd per watch. Registering writes
 //     cgroup.event_control (mode 0200, root only), so it needs a writable
@@ -33,8 +35,8 @@ const (
 type Event struct {
 	// Dir is the cgroup directory as given to Watch.
 	Dir string
-	// Gone is true when the kernel says the cgroup was removed; the watch
-	// is dropped already.
+	// Gone is true when the kernel says the cgroup was removed (v1 only);
+	// the watch is dropped already.
 	Gone bool
 	// Created names a subdirectory just created in Dir, for a
 	// WatchChildren watch; "" for OOM and removal events.
