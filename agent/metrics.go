@@ -161,6 +161,13 @@ var familyWriters = sortedWriters(map[*family]writeFunc{
 	collectorSeconds: writePhaseSeconds,
 	collectorSuccess: writePhaseSuccess,
 	buildInfo:        writeBuildInfo,
+	podOOMKillsTotal: writePodOOMKills,
+	podOOMShmem:      lastKillValue(func(k *OOMKill) *uint64 { return k.Memory.Shmem }),
+	podOOMUsage:      lastKillValue(func(k *OOMKill) *uint64 { return k.Memory.Usage }),
+	podOOMTime:       writePodOOMTime,
+	oomWatches:       writeOOMWatches,
+	oomWatchFDs:      writeOOMWatchFDs,
+	oomWatchFailures: writeOOMWatchFailures,
 })
 
 func sortedWriters(m map[*family]writeFunc) []familyWriter {

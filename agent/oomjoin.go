@@ -1,6 +1,13 @@
 package agent
 
-import "github.com/shmwatch/shmwatch/shmscan"
+import (
+	"context"
+
+	"go.uber.org/zap"
+
+	"github.com/shmwatch/shmwatch/cgroupfs"
+	"github.com/shmwatch/shmwatch/shmscan"
+)
 
 // OOMWatchReport is the state of the kernel OOM watch (node part of a
 // snapshot); nil when no watch runs.
@@ -50,3 +57,24 @@ func (c *Collector) joinOOM(col *collection) {
 	col.snap.Node.OOMWatch = &OOMWatchReport{Kind: c.oom.Kind(), Watches: c.oom.Watches(), FDs: c.oom.FDs(),
 		WatchFailures: c.oom.WatchFailures(), LocalEvents: c.fs.Hierarchy.LocalEvents}
 }
+
+// StartOOMWatch starts the kernel OOM watch over the collector's readers,
+// joins it to every collection, and stops it when ctx ends.
+func (c *Collector) StartOOMWatch(ctx context.Context, cfg OOMConfig) (*OOMWatch, error) {
+	o, err := NewOOMWatch(c.fs, c.shm, cfg, c.log.Named("oom"))
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		if err := o.Run(ctx); err != nil {
+			c.log.Error("OOM watch stopped", zap.Error(err))
+		}
+	}()
+	c.WatchOOM(o)
+	return o, nil
+}
+
+// OOMWatchDefault says whether the OOM watch runs without being asked:
+// on v2, where inotify needs nothing but read access. On v1 registering an
+// eventfd needs root and a writable cgroup mount (an opt-in).
+func (c *Collector) OOMWatchDefault() bool { return c.fs.Hierarchy.Mode == cgroupfs.ModeV2 }

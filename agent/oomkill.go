@@ -1,6 +1,9 @@
 package agent
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // OOMKill is one OOM kill in a pod as the agent recorded it, with what the
 // pod's memory cgroup and shm mounts held when the agent saw the kill.
@@ -56,4 +59,15 @@ type PodOOM struct {
 	Kills uint64 `json:"kills"`
 	// Last holds the latest kills, oldest first, at most OOMConfig.Keep.
 	Last []OOMKill `json:"last"`
+}
+
+// oomMarker is the scan table's OOM column with a watch: the count and how
+// much of the pod's limit was shmem at the last kill ("2x, last:
+// 96Mi/128Mi shm").
+func oomMarker(o *PodOOM) string {
+	if o.Kills == 0 || len(o.Last) == 0 {
+		return fmt.Sprint(o.Kills)
+	}
+	m := o.Last[len(o.Last)-1].Memory
+	return fmt.Sprintf("%dx, last: %s/%s shm", o.Kills, bytesOrDash(m.Shmem), limitOrNone(m.Limit))
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -190,7 +191,7 @@ func (o *OOMWatch) watch(p *oomPod, cgPath, containerID string) {
 	}
 	cg := &oomCgroup{pod: p, path: cgPath, containerID: containerID}
 	o.cgroups[cgPath] = cg
-	kills, group, _, ok := o.counters(cgPath)
+	kills, group, ok := o.counters(cgPath)
 	if ok {
 		cg.kills, cg.group = kills, group
 		p.kills += killCount(kills, group, o.v2)
@@ -223,16 +224,16 @@ func (o *OOMWatch) forget(p *oomPod) {
 	delete(o.pods, p.path)
 }
 
-// counters reads a cgroup's oom_kill, oom_group_kill and (v1) under_oom.
-func (o *OOMWatch) counters(cgPath string) (kills, group uint64, underOOM, ok bool) {
+// counters reads a cgroup's oom_kill and oom_group_kill.
+func (o *OOMWatch) counters(cgPath string) (kills, group uint64, ok bool) {
 	m := o.fs.MemoryFields(cgPath, cgroupfs.FieldEvents)
 	if m.OOMKills == nil {
-		return 0, 0, false, false
+		return 0, 0, false
 	}
 	if m.OOMGroupKills != nil {
 		group = *m.OOMGroupKills
 	}
-	return *m.OOMKills, group, m.UnderOOM != nil && *m.UnderOOM, true
+	return *m.OOMKills, group, true
 }
 
 // handle runs in the watcher's goroutine for each wake-up.
@@ -268,17 +269,15 @@ func (o *OOMWatch) created(podPath, name string) {
 }
 
 // A wake-up's counters may not have risen yet: v1 signals the eventfd when
-// the OOM starts, before the victim is chosen, and v2's notification of the
-// kill can merge with the one of the OOM before it. check re-reads while the
-// OOM lasts (v1 under_oom, set from before the signal until after the
-// kill is counted) and a few times after, then gives up: an OOM can end
-// without a kill (the victim was exiting already).
-const (
-	checkSpin  = 100 * time.Microsecond
-	checkSpins = 1000 // 100 ms of under_oom
-)
+// the OOM starts, before the victim is chosen (microseconds before the
+// kill is counted), and v2's notification of the kill can merge with the
+// one of the OOM before it. check re-reads without sleeping for checkSpin,
+// since a runtime can remove a dead container's cgroup a few milliseconds
+// after the kill, then a few times more slowly, then gives up: an OOM can
+// end without a kill (the victim was exiting already).
+const checkSpin = 2 * time.Millisecond
 
-var checkDelays = []time.Duration{0, time.Millisecond, 5 * time.Millisecond, 20 * time.Millisecond, 100 * time.Millisecond}
+var checkDelays = []time.Duration{time.Millisecond, 5 * time.Millisecond, 20 * time.Millisecond, 100 * time.Millisecond}
 
 // check re-reads one cgroup's counters after a wake-up and records what
 // rose. It never counts wake-ups.
@@ -288,19 +287,16 @@ func (o *OOMWatch) check(cg *oomCgroup) {
 		delete(o.checking, cg.path)
 		o.mu.Unlock()
 	}()
-	for spins := 0; spins < checkSpins; spins++ {
-		kills, group, underOOM, ok := o.counters(cg.path)
+	// ok false: gone (its kills were read before, or the cgroup died first).
+	for start := time.Now(); time.Since(start) < checkSpin; runtime.Gosched() {
+		kills, group, ok := o.counters(cg.path)
 		if !ok || o.rose(cg, kills, group) {
-			return // gone (its kills were read before, or the cgroup died first), or recorded
+			return
 		}
-		if !underOOM {
-			break
-		}
-		time.Sleep(checkSpin)
 	}
 	for _, d := range checkDelays {
 		time.Sleep(d)
-		kills, group, _, ok := o.counters(cg.path)
+		kills, group, ok := o.counters(cg.path)
 		if !ok || o.rose(cg, kills, group) {
 			return
 		}

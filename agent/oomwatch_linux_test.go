@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -111,7 +112,7 @@ func checkAttribution(t *testing.T, i int, k OOMKill, fill uint64) {
 		t.Errorf("kill %d: processes %d container %q id %q", i, k.Processes, k.Container, k.ContainerID)
 	}
 	if k.Memory.Shmem == nil || *k.Memory.Shmem != fill {
-		t.Errorf("kill %d: pod shmem %v, want %d", i, k.Memory.Shmem, fill)
+		t.Errorf("kill %d: pod shmem %s, want %d", i, fmtPtr(k.Memory.Shmem), fill)
 	}
 	if k.Memory.Limit == nil || k.Memory.Usage == nil || k.Memory.Anon == nil || k.Memory.File == nil {
 		t.Errorf("kill %d: memory %+v", i, k.Memory)
@@ -162,4 +163,11 @@ func hostPIDForTest() int {
 		return 1
 	}
 	return 2
+}
+
+func fmtPtr(p *uint64) string {
+	if p == nil {
+		return "nil"
+	}
+	return strconv.FormatUint(*p, 10)
 }

@@ -35,6 +35,7 @@ type serveCmd struct {
 	telemetryPath string
 	scrapeTimeout time.Duration
 	sandbox       bool
+	oomWatch      string
 }
 
 func newServeCmd(app *kingpin.Application, f *nodeFlags) *serveCmd {
@@ -44,6 +45,7 @@ func newServeCmd(app *kingpin.Application, f *nodeFlags) *serveCmd {
 	s.cmd.Flag("web.telemetry-path", "Path of the metrics.").Default("/metrics").StringVar(&s.telemetryPath)
 	s.cmd.Flag("scrape-timeout", "Longest a scrape waits for a collection.").Default("10s").DurationVar(&s.scrapeTimeout)
 	s.cmd.Flag("collector.sandbox", "Also export the sandbox (pause) container cgroups.").BoolVar(&s.sandbox)
+	s.cmd.Flag("oom-watch", "Watch the kernel for OOM kills per pod (docs/oom.md): auto (on with cgroup v2), on (v1: needs root and a writable cgroup mount), off.").Default("auto").EnumVar(&s.oomWatch, "auto", "on", "off")
 	return s
 }
 
@@ -57,6 +59,7 @@ func (s *serveCmd) run(log *zap.Logger) int {
 		log.Error("cannot start", zap.Error(err))
 		return 1
 	}
+	startOOMWatch(ctx, col, s.oomWatch, log)
 	var gc *gcTuner // nil: GOGC set in the environment
 	if _, set := os.LookupEnv("GOGC"); !set {
 		gc = newGCTuner()
