@@ -29,6 +29,9 @@ var contractMetrics = []string{
 	"shmwatch_node_kernel_info", "shmwatch_orphaned_pod_cgroups", "shmwatch_metadata_source",
 	"shmwatch_shm_stuck_mounts", "shmwatch_read_errors_total",
 	"shmwatch_scrape_collector_duration_seconds", "shmwatch_scrape_collector_success", "shmwatch_build_info",
+	"shmwatch_pod_oom_kills_total", "shmwatch_pod_oom_last_kill_shmem_bytes", "shmwatch_pod_oom_last_kill_usage_bytes",
+	"shmwatch_pod_oom_last_kill_timestamp_seconds", "shmwatch_oom_watches", "shmwatch_oom_watch_fds",
+	"shmwatch_oom_watch_failures_total",
 }
 
 var metricName = regexp.MustCompile(`\bshmwatch_[a-z_]+[a-z]\b`)
