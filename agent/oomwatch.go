@@ -289,18 +289,37 @@ func (o *OOMWatch) check(cg *oomCgroup) {
 	}()
 	// ok false: gone (its kills were read before, or the cgroup died first).
 	for start := time.Now(); time.Since(start) < checkSpin; runtime.Gosched() {
-		kills, group, ok := o.counters(cg.path)
+		kills, group, ok := o.settled(cg.path)
 		if !ok || o.rose(cg, kills, group) {
 			return
 		}
 	}
 	for _, d := range checkDelays {
 		time.Sleep(d)
-		kills, group, ok := o.counters(cg.path)
+		kills, group, ok := o.settled(cg.path)
 		if !ok || o.rose(cg, kills, group) {
 			return
 		}
 	}
+}
+
+// settled reads the counters; on v2 it re-reads until two reads 1 ms apart
+// agree, because a group kill counts the first victim's oom_kill, then
+// oom_group_kill, then the other members' oom_kill: a read in between
+// would count one kill as a process kill and again as a group kill. v1 has
+// no group kills, and its container cgroup may be removed milliseconds
+// after the kill, so it takes the first read.
+func (o *OOMWatch) settled(cgPath string) (kills, group uint64, ok bool) {
+	kills, group, ok = o.counters(cgPath)
+	for i := 0; ok && o.v2 && i < 20; i++ {
+		time.Sleep(time.Millisecond)
+		k, g, still := o.counters(cgPath)
+		if !still || k == kills && g == group {
+			return kills, group, ok
+		}
+		kills, group = k, g
+	}
+	return kills, group, ok
 }
 
 // rose records the rise of cg's counters, if any.
