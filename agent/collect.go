@@ -39,6 +39,9 @@ type Config struct {
 	// a node's cgroups. Their Memory stays nil; the pod's own cgroup still
 	// counts their memory (v1 and v2 pod values are hierarchical).
 	SkipSandboxMemory bool
+	// OnOOMKill, if set, is called once per new OOM kill with its
+	// attribution (docs/oom.md), never blocking the watch or a collection.
+	OnOOMKill func(OOMKill)
 }
 
 // Which memory files each view reads: only what the snapshot reports (see
@@ -73,11 +76,12 @@ type Collector struct {
 	mounts map[string]cachedMount
 	// podBufs and commBuf are read buffers of the one collection at a
 	// time: readPod copies what it keeps out of podBufs.
-	podBufs   cgroupfs.PodBuffers
-	commBuf   []byte
-	logged    map[string]bool
-	errTotals map[string]uint64
-	oom       *OOMWatch // nil: no OOM watch (WatchOOM)
+	podBufs    cgroupfs.PodBuffers
+	commBuf    []byte
+	logged     map[string]bool
+	errTotals  map[string]uint64
+	oom        *OOMWatch              // nil: no OOM watch (WatchOOM)
+	kubeletOOM map[string]*kubeletOOM // by pod uid, without an OOM watch
 }
 
 type cachedMount struct {

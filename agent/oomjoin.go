@@ -36,6 +36,7 @@ func (c *Collector) WatchOOM(o *OOMWatch) {
 // pod's kill record into the snapshot.
 func (c *Collector) joinOOM(col *collection) {
 	if c.oom == nil {
+		c.joinKubeletOOM(col)
 		return
 	}
 	pods := col.snap.Pods
@@ -61,6 +62,9 @@ func (c *Collector) joinOOM(col *collection) {
 // StartOOMWatch starts the kernel OOM watch over the collector's readers,
 // joins it to every collection, and stops it when ctx ends.
 func (c *Collector) StartOOMWatch(ctx context.Context, cfg OOMConfig) (*OOMWatch, error) {
+	if cfg.OnKill == nil {
+		cfg.OnKill = c.cfg.OnOOMKill
+	}
 	o, err := NewOOMWatch(c.fs, c.shm, cfg, c.log.Named("oom"))
 	if err != nil {
 		return nil, err

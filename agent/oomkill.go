@@ -9,6 +9,10 @@ import (
 // pod's memory cgroup and shm mounts held when the agent saw the kill.
 type OOMKill struct {
 	Time time.Time `json:"time"`
+	// Source is "kernel" (the OOM watch saw the counter rise; Time is when)
+	// or "kubelet" (a container status says OOMKilled; Time is its
+	// finishedAt, the attribution was read at the next collection).
+	Source string `json:"source"`
 	// Container is the killed container's name (or short id without pod
 	// metadata); "" when only the pod's counters changed.
 	Container   string `json:"container"`

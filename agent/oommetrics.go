@@ -4,7 +4,7 @@ package agent
 // restarts, the last kill's shmem and usage (PromQL divides), and the
 // watch's own size. Absent when no watch runs.
 var (
-	podOOMKillsTotal = counterFamily("pod_oom_kills_total", "OOM kills in the pod since the agent first saw it, from the kernel as it signals them (v2: pod memory.events oom_group_kill, else oom_kill; v1: each container's memory.oom_control oom_kill). See docs/oom.md.", podLabels...)
+	podOOMKillsTotal = counterFamily("pod_oom_kills_total", "OOM kills in the pod since the agent first saw it: with the OOM watch from the kernel as it signals them (v2: pod memory.events oom_group_kill, else oom_kill; v1: each container's memory.oom_control oom_kill), else containers the kubelet reports OOMKilled. See docs/oom.md.", podLabels...)
 	podOOMShmem      = gaugeFamily("pod_oom_last_kill_shmem_bytes", "memory.stat shmem of the pod cgroup read right after its last OOM kill (v1: total_shmem).", podLabels...)
 	podOOMUsage      = gaugeFamily("pod_oom_last_kill_usage_bytes", "Memory charged to the pod cgroup right after its last OOM kill (v1: memory.usage_in_bytes, v2: memory.current).", podLabels...)
 	podOOMTime       = gaugeFamily("pod_oom_last_kill_timestamp_seconds", "When the agent recorded the pod's last OOM kill (Unix time).", podLabels...)

@@ -332,7 +332,7 @@ func (o *OOMWatch) rose(cg *oomCgroup, kills, group uint64) bool {
 	dk, dg := kills-min(kills, cg.kills), group-min(group, cg.group)
 	cg.kills, cg.group = kills, group
 	p := cg.pod
-	k := OOMKill{Time: time.Now(), ContainerID: cg.containerID, Processes: dk,
+	k := OOMKill{Time: time.Now(), Source: "kernel", ContainerID: cg.containerID, Processes: dk,
 		PodUID: p.uid, Namespace: p.namespace, Pod: p.name}
 	if o.v2 && (dg > 0 || group > 0) {
 		k.GroupKills = &dg
@@ -363,9 +363,12 @@ func (o *OOMWatch) rose(cg *oomCgroup, kills, group uint64) bool {
 	return true
 }
 
+// oomAttributionFields is what a kill's attribution reads of the pod cgroup.
+const oomAttributionFields = cgroupfs.FieldStat | cgroupfs.FieldLimit | cgroupfs.FieldUsage | cgroupfs.FieldKernel
+
 // attribute reads the pod's memory cgroup and shm mounts right after a kill.
 func (o *OOMWatch) attribute(k *OOMKill, podPath string, mounts []shmscan.Mount) {
-	m := o.fs.MemoryFields(podPath, cgroupfs.FieldStat|cgroupfs.FieldLimit|cgroupfs.FieldUsage|cgroupfs.FieldKernel)
+	m := o.fs.MemoryFields(podPath, oomAttributionFields)
 	k.Memory = OOMMemory{Limit: m.Limit, Usage: m.Usage, Shmem: m.Shmem, Anon: m.Anon, File: m.File, Kernel: m.Kernel}
 	for _, e := range m.Errors {
 		k.Errors = append(k.Errors, e.Error())
