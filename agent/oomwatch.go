@@ -67,6 +67,8 @@ type oomCgroup struct {
 	path         string // relative to MemoryRoot
 	containerID  string
 	kills, group uint64 // counters at the last read
+	// hasGroup is true when the kernel has v2 oom_group_kill (5.17+).
+	hasGroup bool
 }
 
 // NewOOMWatch makes the kernel watcher of fs's hierarchy.
@@ -191,10 +193,10 @@ func (o *OOMWatch) watch(p *oomPod, cgPath, containerID string) {
 	}
 	cg := &oomCgroup{pod: p, path: cgPath, containerID: containerID}
 	o.cgroups[cgPath] = cg
-	kills, group, ok := o.counters(cgPath)
+	kills, group, hasGroup, ok := o.counters(cgPath)
 	if ok {
-		cg.kills, cg.group = kills, group
-		p.kills += killCount(kills, group, o.v2)
+		cg.kills, cg.group, cg.hasGroup = kills, group, hasGroup
+		p.kills += o.killCount(cg, kills, group)
 	}
 }
 
@@ -203,12 +205,20 @@ func (o *OOMWatch) watchFailed(cgPath string, err error) {
 	o.log.Debug("cannot watch cgroup for OOM kills", zap.String("cgroup", cgPath), zap.Error(err))
 }
 
-// killCount is what one rise of the counters adds to a pod's kills: whole
-// containers killed where the kernel counts them (memory.oom.group, which
-// the kubelet sets on v2), else processes killed.
-func killCount(kills, group uint64, v2 bool) uint64 {
-	if v2 && group > 0 {
+// killCount is what one settled rise of the counters adds to a pod's
+// kills: whole containers killed where the kernel counts them (v2
+// oom_group_kill; memory.oom.group, which the kubelet sets on v2), else
+// processes killed (v1, and v2 without memory.oom.group). A v2 kernel
+// before 5.17 has no oom_group_kill and counts a group kill's first victim
+// twice in oom_kill, so there one rise is one kill.
+func (o *OOMWatch) killCount(cg *oomCgroup, kills, group uint64) uint64 {
+	switch {
+	case !o.v2:
+		return kills
+	case group > 0:
 		return group
+	case !cg.hasGroup && kills > 0:
+		return 1
 	}
 	return kills
 }
@@ -224,16 +234,17 @@ func (o *OOMWatch) forget(p *oomPod) {
 	delete(o.pods, p.path)
 }
 
-// counters reads a cgroup's oom_kill and oom_group_kill.
-func (o *OOMWatch) counters(cgPath string) (kills, group uint64, ok bool) {
+// counters reads a cgroup's oom_kill and oom_group_kill (hasGroup: the
+// kernel has the field).
+func (o *OOMWatch) counters(cgPath string) (kills, group uint64, hasGroup, ok bool) {
 	m := o.fs.MemoryFields(cgPath, cgroupfs.FieldEvents)
 	if m.OOMKills == nil {
-		return 0, 0, false
+		return 0, 0, false, false
 	}
 	if m.OOMGroupKills != nil {
-		group = *m.OOMGroupKills
+		group, hasGroup = *m.OOMGroupKills, true
 	}
-	return *m.OOMKills, group, true
+	return *m.OOMKills, group, hasGroup, true
 }
 
 // handle runs in the watcher's goroutine for each wake-up.
@@ -310,10 +321,10 @@ func (o *OOMWatch) check(cg *oomCgroup) {
 // no group kills, and its container cgroup may be removed milliseconds
 // after the kill, so it takes the first read.
 func (o *OOMWatch) settled(cgPath string) (kills, group uint64, ok bool) {
-	kills, group, ok = o.counters(cgPath)
+	kills, group, _, ok = o.counters(cgPath)
 	for i := 0; ok && o.v2 && i < 20; i++ {
 		time.Sleep(time.Millisecond)
-		k, g, still := o.counters(cgPath)
+		k, g, _, still := o.counters(cgPath)
 		if !still || k == kills && g == group {
 			return kills, group, ok
 		}
@@ -349,7 +360,7 @@ func (o *OOMWatch) rose(cg *oomCgroup, kills, group uint64) bool {
 	o.attribute(&k, p.path, mounts)
 
 	o.mu.Lock()
-	p.kills += killCount(dk, dg, o.v2)
+	p.kills += o.killCount(cg, dk, dg)
 	p.last = append(p.last, k)
 	if len(p.last) > o.cfg.Keep {
 		p.last = append(p.last[:0:0], p.last[len(p.last)-o.cfg.Keep:]...)

@@ -89,21 +89,30 @@ func TestOOMWatchKernel(t *testing.T) {
 	o.Sync([]Pod{{UID: "u", Cgroup: pod.path}}, []*cgroupfs.Pod{{Path: pod.path, Containers: []cgroupfs.Container{ctr}}}, mounts)
 
 	var sinceDeath []time.Duration
+	exact := 0
+	var replaced time.Duration // the test's own removal and mkdir; rmdir waits for the dead process to leave
 	for i := range kills {
 		runUntilKilled(t, fs.Hierarchy.MemoryRoot+ctr.Path, filepath.Join(shmDir, "fill"), fill)
 		dead := time.Now()
+		// containerd removes a dead container's cgroup after its shim
+		// reports the exit, hundreds of ms later; 100 ms is inside the
+		// 200 ms the proof asks for (docs/oom.md: what v1 can miss).
+		time.Sleep(100 * time.Millisecond)
 		pod.removeContainer(t, ctr)
 		ctr = pod.newContainer(t)
-		if d := time.Since(dead); d > 200*time.Millisecond {
-			t.Errorf("kill %d: replacing the container took %v", i, d)
-		}
+		replaced = max(replaced, time.Since(dead))
 		k, ok := waitKill(recorded)
 		if !ok {
 			t.Fatalf("kill %d: not recorded within 10s", i)
 		}
 		sinceDeath = append(sinceDeath, k.Time.Sub(dead))
-		if k.Memory.Shmem == nil || *k.Memory.Shmem != fill || len(k.Shm) != 1 || k.Shm[0].Used == nil || *k.Shm[0].Used != fill {
-			t.Errorf("kill %d: shmem %s, shm %+v, want %d in both", i, fmtPtr(k.Memory.Shmem), k.Shm, fill)
+		if len(k.Shm) != 1 || k.Shm[0].Used == nil || *k.Shm[0].Used != fill {
+			t.Errorf("kill %d: shm %+v, want %d used", i, k.Shm, fill)
+		}
+		if k.Memory.Shmem == nil || !statClose(*k.Memory.Shmem, fill) {
+			t.Errorf("kill %d: pod shmem %s, want %d", i, fmtPtr(k.Memory.Shmem), fill)
+		} else if *k.Memory.Shmem == fill {
+			exact++
 		}
 		if rec, _ := o.Pod(pod.path); rec.Kills != uint64(i+1) {
 			t.Fatalf("after kill %d: pod count %d (last %+v)", i+1, rec.Kills, k)
@@ -114,8 +123,8 @@ func TestOOMWatchKernel(t *testing.T) {
 		t.Fatalf("a kill recorded twice: %+v", k)
 	case <-time.After(500 * time.Millisecond):
 	}
-	t.Logf("kernel %s, cgroup %s, %s: record after the test reaped the killed process: p50 %v max %v (negative: recorded before)",
-		kernelRelease(), fs.Hierarchy.Mode, o.Kind(), p50(sinceDeath), slices.Max(sinceDeath))
+	t.Logf("kernel %s, cgroup %s, %s: record after the test reaped the killed process: p50 %v max %v (negative: recorded before); memory.stat shmem exact in %d of %d kills (statfs in all); dead container replaced within %v (removed 100 ms after the kill)",
+		kernelRelease(), fs.Hierarchy.Mode, o.Kind(), p50(sinceDeath), slices.Max(sinceDeath), exact, kills, replaced)
 }
 
 // kernelPodCgroup is a pod-shaped cgroup below a root unique to the test.
@@ -210,4 +219,14 @@ func mustWrite(t *testing.T, file, v string) {
 	if err := os.WriteFile(file, []byte(v), 0); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// statClose compares memory.stat with the truth (statfs) within the
+// kernel's stat batching: stat reads flush per-CPU updates only past a
+// threshold, and not at all while a flush is in progress elsewhere; under
+// load after an OOM a few MiB can be pending. 1/8 of the fill is far below
+// any other page count of the pod, so a wrong field still fails.
+func statClose(got, want uint64) bool {
+	slack := want / 8
+	return got+slack >= want && got <= want+slack
 }
