@@ -69,6 +69,8 @@ type oomCgroup struct {
 	kills, group uint64 // counters at the last read
 	// hasGroup is true when the kernel has v2 oom_group_kill (5.17+).
 	hasGroup bool
+	// recorded is when the last record of this cgroup was made.
+	recorded time.Time
 }
 
 // NewOOMWatch makes the kernel watcher of fs's hierarchy.
@@ -218,7 +220,7 @@ func (o *OOMWatch) killCount(cg *oomCgroup, kills, group uint64) uint64 {
 	case group > 0:
 		return group
 	case !cg.hasGroup && kills > 0:
-		return 1
+		return 1 // at first sight: the kernel cannot say how many
 	}
 	return kills
 }
@@ -341,8 +343,13 @@ func (o *OOMWatch) rose(cg *oomCgroup, kills, group uint64) bool {
 		return false
 	}
 	dk, dg := kills-min(kills, cg.kills), group-min(group, cg.group)
+	add := o.added(cg, kills, group, dk)
 	cg.kills, cg.group = kills, group
 	p := cg.pod
+	if add == 0 && o.mergeLocked(cg, dk, dg) {
+		o.mu.Unlock()
+		return true
+	}
 	k := OOMKill{Time: time.Now(), Source: "kernel", ContainerID: cg.containerID, Processes: dk,
 		PodUID: p.uid, Namespace: p.namespace, Pod: p.name}
 	if o.v2 && (dg > 0 || group > 0) {
@@ -360,7 +367,8 @@ func (o *OOMWatch) rose(cg *oomCgroup, kills, group uint64) bool {
 	o.attribute(&k, p.path, mounts)
 
 	o.mu.Lock()
-	p.kills += o.killCount(cg, dk, dg)
+	p.kills += add
+	cg.recorded = k.Time
 	p.last = append(p.last, k)
 	if len(p.last) > o.cfg.Keep {
 		p.last = append(p.last[:0:0], p.last[len(p.last)-o.cfg.Keep:]...)
@@ -370,6 +378,53 @@ func (o *OOMWatch) rose(cg *oomCgroup, kills, group uint64) bool {
 	case o.queue <- k:
 	default:
 		o.dropped.Add(1)
+	}
+	return true
+}
+
+// added is what a rise of cg's counters to kills and group adds to the
+// pod's count. With oom_group_kill the count follows the counters' values,
+// not their rises, so a group kill read between its increments (first
+// victim's oom_kill, oom_group_kill, the other members' oom_kill) counts
+// once however the reads fall. Before 5.17 a group kill counts its first
+// victim twice in oom_kill: a rise within groupKillSpread of the last
+// record is the same kill.
+func (o *OOMWatch) added(cg *oomCgroup, kills, group, dk uint64) uint64 {
+	switch {
+	case !o.v2:
+		return dk
+	case cg.hasGroup:
+		before, after := o.killCount(cg, cg.kills, cg.group), o.killCount(cg, kills, group)
+		return after - min(after, before)
+	case !cg.recorded.IsZero() && time.Since(cg.recorded) < groupKillSpread:
+		return 0
+	}
+	return 1
+}
+
+// groupKillSpread is how long after a v2 record a further rise of the same
+// cgroup's counters is taken as the rest of the same kill: a group kill
+// counts its first victim's oom_kill, then oom_group_kill, then the other
+// members' oom_kill (and before 5.17 the first victim again), and a slow
+// machine can read in between. A second OOM needs the container to fill
+// its memory again first.
+const groupKillSpread = 250 * time.Millisecond
+
+// mergeLocked folds a rise that adds no kill into the cgroup's last
+// record: its processes and group kills grow. false when there is none.
+func (o *OOMWatch) mergeLocked(cg *oomCgroup, dk, dg uint64) bool {
+	p := cg.pod
+	if cg.recorded.IsZero() || len(p.last) == 0 {
+		return false
+	}
+	k := &p.last[len(p.last)-1]
+	k.Processes += dk
+	if k.GroupKills != nil || dg > 0 {
+		g := dg
+		if k.GroupKills != nil {
+			g += *k.GroupKills
+		}
+		k.GroupKills = &g
 	}
 	return true
 }
