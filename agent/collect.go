@@ -42,6 +42,9 @@ type Config struct {
 	// SkipSlabinfo does not read v1 memory.kmem.slabinfo of every cgroup
 	// nor /proc/slabinfo: no metric exports them (scan and audit do).
 	SkipSlabinfo bool
+	// OnOOMKill, if set, is called once per new OOM kill with its
+	// attribution (docs/oom.md), never blocking the watch or a collection.
+	OnOOMKill func(OOMKill)
 }
 
 // Which memory files each view reads: only what the snapshot reports (see
@@ -73,9 +76,11 @@ type Collector struct {
 	// mounts caches what is at each container's /dev/shm, keyed by
 	// container cgroup path: it is fixed for the container's lifetime, so
 	// only statfs runs on every collection.
-	mounts    map[string]cachedMount
-	logged    map[string]bool
-	errTotals map[string]uint64
+	mounts     map[string]cachedMount
+	logged     map[string]bool
+	errTotals  map[string]uint64
+	oom        *OOMWatch              // nil: no OOM watch (WatchOOM)
+	kubeletOOM map[string]*kubeletOOM // by pod uid, without an OOM watch
 }
 
 type cachedMount struct {
@@ -149,6 +154,7 @@ func (c *Collector) collect() *Snapshot {
 	})
 	c.phase(col, "shm", func() error { return c.collectShm(col) })
 	c.dropVanished(col)
+	c.joinOOM(col)
 	c.accountErrors(col)
 	c.reportNode(col, node)
 	c.forgetGone(col)

@@ -3,7 +3,9 @@ package agent
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/shmwatch/shmwatch/agent/podmeta"
 	"github.com/shmwatch/shmwatch/cgroupfs"
@@ -144,7 +146,10 @@ func fixtureMeta() *staticMeta {
 			burstUID: {UID: burstUID, Namespace: "shop", Name: "cart-7d9f8", QOS: "burstable",
 				Containers: map[string]string{burstCtr: "cart"}, Phase: "Running"},
 			guarUID: {UID: guarUID, Namespace: "ml", Name: "trainer-0", QOS: "guaranteed",
-				Containers: map[string]string{guarCtr: "trainer"}, Phase: "Running"},
+				Containers: map[string]string{guarCtr: "trainer"}, Phase: "Running",
+				// The container before this one was OOM-killed (its cgroup is gone).
+				OOMKilled: []podmeta.OOMKilled{{Container: "trainer", ContainerID: strings.Repeat("9", 64),
+					FinishedAt: time.Date(2026, 11, 22, 6, 29, 0, 0, time.UTC), RestartCount: 1}}},
 		},
 		node: podmeta.Node{AllocatableMemory: &alloc, ServerVersion: "v1.33.13"},
 	}

@@ -108,6 +108,9 @@ func shmSources(p *Pod) string {
 }
 
 func podOOMKills(p *Pod) string {
+	if p.OOM != nil {
+		return oomMarker(p.OOM)
+	}
 	var total uint64
 	known := false
 	for _, ct := range p.Containers {

@@ -57,6 +57,8 @@ type NodeReport struct {
 	// TopSlabCaches are the largest caches of /proc/slabinfo (v1, scan
 	// and audit only).
 	TopSlabCaches []cgroupfs.SlabCache `json:"top_slab_caches,omitempty"`
+	// OOMWatch is the kernel OOM watch's state; nil when none runs.
+	OOMWatch *OOMWatchReport `json:"oom_watch,omitempty"`
 }
 
 // Memcgs counts memory cgroups on the node.
@@ -81,6 +83,8 @@ type Pod struct {
 	Headroom   *int64      `json:"headroom_bytes"`
 	Containers []Container `json:"containers"`
 	Errors     []string    `json:"errors,omitempty"`
+	// OOM is the pod's OOM kills; nil when no OOM watch runs.
+	OOM *PodOOM `json:"oom,omitempty"`
 
 	// MemoryPressure is v2 memory.pressure; nil on v1 and without PSI.
 	MemoryPressure *Pressure `json:"memory_pressure"`

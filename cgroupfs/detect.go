@@ -33,6 +33,7 @@ func DetectHierarchy(procRoot string) (Hierarchy, error) {
 func hierarchyFromMounts(mounts []*mountinfo.Info, controllers func(dir string) ([]byte, error)) (Hierarchy, error) {
 	var v1Memory string
 	var v2 []string
+	localEvents := map[string]bool{}
 	for _, m := range mounts {
 		switch m.FSType {
 		case "cgroup":
@@ -44,6 +45,7 @@ func hierarchyFromMounts(mounts []*mountinfo.Info, controllers func(dir string) 
 		case "cgroup2":
 			if m.Root == "/" {
 				v2 = append(v2, m.Mountpoint)
+				localEvents[m.Mountpoint] = hasOption(m.VFSOptions, "memory_localevents")
 			}
 		}
 	}
@@ -63,7 +65,7 @@ func hierarchyFromMounts(mounts []*mountinfo.Info, controllers func(dir string) 
 		}
 		for _, f := range bytes.Fields(c) {
 			if string(f) == "memory" {
-				return Hierarchy{Mode: ModeV2, MemoryRoot: dir}, nil
+				return Hierarchy{Mode: ModeV2, MemoryRoot: dir, LocalEvents: localEvents[dir]}, nil
 			}
 		}
 	}

@@ -31,6 +31,10 @@ type Hierarchy struct {
 	MemoryRoot string
 	// UnifiedRoot is the cgroup2 mount point in hybrid mode, "" otherwise.
 	UnifiedRoot string
+	// LocalEvents is true when the v2 memory hierarchy is mounted with
+	// memory_localevents: memory.events then counts only the cgroup's own
+	// events, not its descendants'.
+	LocalEvents bool
 }
 
 // QOS is a pod's Kubernetes QoS class, as its cgroup parent says.

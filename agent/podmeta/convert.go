@@ -22,6 +22,7 @@ func fromAPI(p *v1.Pod) Pod {
 		HostIPC:       p.Spec.HostIPC,
 		Phase:         string(p.Status.Phase),
 		Source:        SourceAPI,
+		OOMKilled:     oomKilled(p),
 	}
 }
 

@@ -30,6 +30,9 @@ type Pod struct {
 	MemoryVolumes []Volume
 	HostIPC       bool
 	Phase         string
+	// OOMKilled lists the containers whose last termination the kubelet
+	// reports as OOMKilled (API only).
+	OOMKilled []OOMKilled
 	// Source says where this record came from. A record with Source "api" may be stale while the
 	// provider is degraded (see Provider.Source); it is kept because a pod's spec does not change.
 	Source Source

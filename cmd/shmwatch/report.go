@@ -36,6 +36,7 @@ func (s *scanCmd) run(log *zap.Logger) int {
 		return 1
 	}
 	s.flags.waitForAPI(ctx, meta)
+	startOOMWatch(ctx, col, "auto", log) // v2: each pod's kill count from its memory.events
 	snap, err := col.Collect(ctx)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "shmwatch scan:", err)

@@ -36,6 +36,7 @@ type serveCmd struct {
 	scrapeTimeout time.Duration
 	sandbox       bool
 	auth          *metricsAuth
+	oomWatch      string
 }
 
 func newServeCmd(app *kingpin.Application, f *nodeFlags) *serveCmd {
@@ -46,6 +47,7 @@ func newServeCmd(app *kingpin.Application, f *nodeFlags) *serveCmd {
 	s.cmd.Flag("scrape-timeout", "Longest a scrape waits for a collection.").Default("10s").DurationVar(&s.scrapeTimeout)
 	s.cmd.Flag("collector.sandbox", "Also export the sandbox (pause) container cgroups.").BoolVar(&s.sandbox)
 	s.auth = addAuthFlags(s.cmd)
+	s.cmd.Flag("oom-watch", "Watch the kernel for OOM kills per pod (docs/oom.md): auto (on with cgroup v2), on (v1: needs root and a writable cgroup mount), off.").Default("auto").EnumVar(&s.oomWatch, "auto", "on", "off")
 	return s
 }
 
@@ -63,6 +65,7 @@ func (s *serveCmd) run(log *zap.Logger) int {
 		log.Error("cannot start", zap.Error(err))
 		return 1
 	}
+	startOOMWatch(ctx, col, s.oomWatch, log)
 	var ready atomic.Bool
 	go func() { // the first collection warms the mount cache before /readyz says yes
 		if _, err := col.Collect(ctx); err == nil {

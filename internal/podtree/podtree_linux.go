@@ -226,7 +226,8 @@ type Container struct {
 	Pid       int
 	Output    string // what the process printed before it was ready
 
-	cmd *exec.Cmd
+	cmd   *exec.Cmd
+	stdin io.Reader // the process's stdin; nil: none
 }
 
 // Start creates a container cgroup in the pod, starts a process in it in its
@@ -281,6 +282,7 @@ func (p *Pod) StartFUSE(mountPoint string) (*Container, error) { return p.Start(
 func (c *Container) run(cgDir, inner string) error {
 	outer := fmt.Sprintf(`echo $$ > %s/cgroup.procs || exit 1; exec unshare -m --propagation private sh -c "$0"`, cgDir)
 	c.cmd = exec.Command("sh", "-c", outer, inner)
+	c.cmd.Stdin = c.stdin
 	var stderr bytes.Buffer
 	c.cmd.Stderr = &stderr
 	out, err := c.cmd.StdoutPipe()
