@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -77,6 +78,8 @@ type Collector struct {
 	commBuf   []byte
 	logged    map[string]bool
 	errTotals map[string]uint64
+
+	last atomic.Pointer[Snapshot] // the latest collection, for Last
 }
 
 type cachedMount struct {
@@ -162,6 +165,7 @@ func (c *Collector) collect() *Snapshot {
 	for f, n := range c.errTotals {
 		col.snap.ReadErrorTotals[f] = n
 	}
+	c.last.Store(col.snap)
 	return col.snap
 }
 
