@@ -24,9 +24,9 @@ import (
 // kernelNode is a Node over the real kernel: a real shmscan.Scanner and
 // cgroupfs.FS, with the snapshot the test builds of its own tmpfs and memcg.
 type kernelNode struct {
-	snap *agent.Snapshot
-	shm  *shmscan.Scanner
-	fs   *cgroupfs.FS
+	snap               *agent.Snapshot
+	shm                *shmscan.Scanner
+	fs                 *cgroupfs.FS
 	memReads, collects int
 }
 

@@ -111,16 +111,29 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 }
 
-// clock is a settable now.
-type clock struct{ t time.Time }
+// clock is a settable now, read by the sender's goroutine.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
 
-func (c *clock) now() time.Time { return c.t }
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = t
+}
 
 func TestSenderWindowPerPodAndReason(t *testing.T) {
 	api, post := newAPIServer(t)
 	m := NewMetrics(prometheus.NewRegistry())
 	s := NewSender(Config{Node: "n", Window: 10 * time.Minute, NodeCap: 100}, post, m, nil)
-	clk := &clock{time.Unix(1e9, 0)}
+	clk := &clock{t: time.Unix(1e9, 0)}
 	s.now = clk.now
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -130,7 +143,7 @@ func TestSenderWindowPerPodAndReason(t *testing.T) {
 	// 3 windows of checks every 10 s: one event per window and pod, and
 	// another reason on the same pod is not held back.
 	for i := range 3 * 60 {
-		clk.t = time.Unix(1e9, 0).Add(time.Duration(i) * 10 * time.Second)
+		clk.set(time.Unix(1e9, 0).Add(time.Duration(i) * 10 * time.Second))
 		s.Notify(Notice{Pod: pod, Reason: ShmFull})
 		s.Notify(Notice{Pod: other, Reason: ShmFull})
 		if i == 0 {
@@ -138,14 +151,12 @@ func TestSenderWindowPerPodAndReason(t *testing.T) {
 		}
 	}
 	api.wait(t, 7)
-	if sent := testutil.ToFloat64(m.sentVec.WithLabelValues("ShmFull")); sent != 6 {
-		t.Errorf("ShmFull sent %v, want 6 (3 windows x 2 pods)", sent)
-	}
+	waitFor(t, func() bool { // 3 windows x 2 pods
+		return testutil.ToFloat64(m.sentVec.WithLabelValues("ShmFull")) == 6 &&
+			testutil.ToFloat64(m.sentVec.WithLabelValues("ShmWillOOMBeforeFull")) == 1
+	})
 	if d := testutil.ToFloat64(m.droppedVec.WithLabelValues("ShmFull", causeWindow)); d != 2*180-6 {
 		t.Errorf("ShmFull dropped in the window %v, want %d", d, 2*180-6)
-	}
-	if sent := testutil.ToFloat64(m.sentVec.WithLabelValues("ShmWillOOMBeforeFull")); sent != 1 {
-		t.Errorf("ShmWillOOMBeforeFull sent %v, want 1", sent)
 	}
 }
 
@@ -153,7 +164,7 @@ func TestSenderNodeCap(t *testing.T) {
 	m := NewMetrics(prometheus.NewRegistry())
 	rec := &recorder{}
 	s := NewSender(Config{Node: "n", Window: 10 * time.Minute, NodeCap: 20, Queue: 1000}, rec, m, nil)
-	clk := &clock{time.Unix(1e9, 0)}
+	clk := &clock{t: time.Unix(1e9, 0)}
 	s.now = clk.now
 	for i := range 200 { // 200 pods full at once
 		s.Notify(Notice{Pod: PodRef{UID: string(rune('a' + i)), Namespace: "ns", Name: "p"}, Reason: ShmFull})
@@ -166,7 +177,7 @@ func TestSenderNodeCap(t *testing.T) {
 	}
 	// A minute later the cap is refilled and the pods the cap dropped get
 	// their turn: their window did not start.
-	clk.t = clk.t.Add(time.Minute)
+	clk.set(clk.now().Add(time.Minute))
 	for i := range 200 {
 		s.Notify(Notice{Pod: PodRef{UID: string(rune('a' + i)), Namespace: "ns", Name: "p"}, Reason: ShmFull})
 	}
@@ -213,7 +224,9 @@ func TestSenderNeverBlocks(t *testing.T) {
 		t.Errorf("100 notices took %v with the API server hung", el)
 	}
 	// One is in flight, 4 wait, the rest are dropped.
-	waitFor(t, func() bool { return testutil.ToFloat64(m.droppedVec.WithLabelValues("ShmNearlyFull", causeQueue)) >= 95 })
+	waitFor(t, func() bool {
+		return testutil.ToFloat64(m.droppedVec.WithLabelValues("ShmNearlyFull", causeQueue)) >= 95
+	})
 }
 
 func TestSenderAPIDownWarnsOnce(t *testing.T) {
