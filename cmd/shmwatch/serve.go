@@ -35,6 +35,7 @@ type serveCmd struct {
 	telemetryPath string
 	scrapeTimeout time.Duration
 	sandbox       bool
+	events        eventFlags
 }
 
 func newServeCmd(app *kingpin.Application, f *nodeFlags) *serveCmd {
@@ -44,6 +45,7 @@ func newServeCmd(app *kingpin.Application, f *nodeFlags) *serveCmd {
 	s.cmd.Flag("web.telemetry-path", "Path of the metrics.").Default("/metrics").StringVar(&s.telemetryPath)
 	s.cmd.Flag("scrape-timeout", "Longest a scrape waits for a collection.").Default("10s").DurationVar(&s.scrapeTimeout)
 	s.cmd.Flag("collector.sandbox", "Also export the sandbox (pause) container cgroups.").BoolVar(&s.sandbox)
+	s.events.register(s.cmd)
 	return s
 }
 
@@ -68,7 +70,9 @@ func (s *serveCmd) run(log *zap.Logger) int {
 		}
 		gc.adjust()
 	}()
-	server := &http.Server{Handler: s.mux(col, &ready, gc, log), ReadHeaderTimeout: 10 * time.Second}
+	base := prometheus.NewRegistry()
+	s.events.start(ctx, s.flags, col, base, log)
+	server := &http.Server{Handler: s.mux(col, base, &ready, gc, log), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- web.ListenAndServe(server, s.web, slog.New(zapslog.NewHandler(log.Core()))) }()
 	log.Info("serving", zap.Strings("listen", *s.web.WebListenAddresses), zap.String("version", agent.Version))
@@ -87,8 +91,7 @@ func (s *serveCmd) run(log *zap.Logger) int {
 	return 0
 }
 
-func (s *serveCmd) mux(col *agent.Collector, ready *atomic.Bool, gc *gcTuner, log *zap.Logger) *http.ServeMux {
-	base := prometheus.NewRegistry()
+func (s *serveCmd) mux(col *agent.Collector, base *prometheus.Registry, ready *atomic.Bool, gc *gcTuner, log *zap.Logger) *http.ServeMux {
 	base.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	exporter := agent.NewExporter(col, s.scrapeTimeout, s.sandbox)
 	mux := http.NewServeMux()
