@@ -29,6 +29,7 @@ var contractMetrics = []string{
 	"shmwatch_node_kernel_info", "shmwatch_orphaned_pod_cgroups", "shmwatch_metadata_source",
 	"shmwatch_shm_stuck_mounts", "shmwatch_read_errors_total",
 	"shmwatch_scrape_collector_duration_seconds", "shmwatch_scrape_collector_success", "shmwatch_build_info",
+	"shmwatch_events_sent_total", "shmwatch_events_dropped_total", "shmwatch_events_failed_total",
 }
 
 var metricName = regexp.MustCompile(`\bshmwatch_[a-z_]+[a-z]\b`)

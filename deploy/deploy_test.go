@@ -196,16 +196,19 @@ func TestClusterRoleGrantsOnlyPodsAndNodes(t *testing.T) {
 	}
 }
 
-// checkRules accepts exactly pods get/list/watch and nodes get in the core group.
+// checkRules accepts exactly pods get/list/watch and nodes get in the core group,
+// and events create/patch in the core and events.k8s.io groups.
 func checkRules(rules []rbacv1.PolicyRule) []string {
-	want := map[string][]string{"pods": {"get", "list", "watch"}, "nodes": {"get"}}
+	want := map[string][]string{"pods": {"get", "list", "watch"}, "nodes": {"get"}, "events": {"create", "patch"}}
 	got := map[string][]string{}
 	var problems []string
 	for _, r := range rules {
 		if len(r.NonResourceURLs) > 0 || len(r.ResourceNames) > 0 {
 			problems = append(problems, fmt.Sprintf("rule %+v: nonResourceURLs/resourceNames not expected", r))
 		}
-		if !slices.Equal(r.APIGroups, []string{""}) {
+		if slices.Equal(r.Resources, []string{"events"}) && slices.Equal(r.APIGroups, []string{"", "events.k8s.io"}) {
+			// the events rule: both groups
+		} else if !slices.Equal(r.APIGroups, []string{""}) {
 			problems = append(problems, fmt.Sprintf("rule %+v: apiGroups must be exactly [\"\"]", r))
 		}
 		for _, res := range r.Resources {
