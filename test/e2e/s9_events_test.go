@@ -145,3 +145,95 @@ func TestS9EventsOnePerWindow(t *testing.T) {
 		t.Errorf("dropped in the window: %v (%v), want the checks between events counted", d, err)
 	}
 }
+
+// withoutEventsRBAC removes the events rule from the agent's ClusterRole until cleanup.
+func withoutEventsRBAC(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	roles := suite.kube.RbacV1().ClusterRoles()
+	role, err := roles.Get(ctx, "shmwatch", metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("get ClusterRole shmwatch: %v", err)
+	}
+	orig := role.DeepCopy()
+	kept := role.Rules[:0]
+	for _, r := range role.Rules {
+		if !slicesContains(r.Resources, "events") {
+			kept = append(kept, r)
+		}
+	}
+	role.Rules = kept
+	if _, err := roles.Update(ctx, role, metav1.UpdateOptions{}); err != nil {
+		t.Fatalf("drop the events rule: %v", err)
+	}
+	t.Cleanup(func() {
+		cur, err := roles.Get(ctx, "shmwatch", metav1.GetOptions{})
+		if err == nil {
+			cur.Rules = orig.Rules
+			_, err = roles.Update(ctx, cur, metav1.UpdateOptions{})
+		}
+		if err != nil {
+			t.Errorf("restore the events rule: %v", err)
+		}
+	})
+}
+
+func slicesContains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func TestS9EventsWithoutRBAC(t *testing.T) {
+	before, err := scrapeViaAPI(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed0, err := before.one("shmwatch_events_failed_total", map[string]string{"reason": "ShmFull"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	withoutEventsRBAC(t)
+	since := time.Now()
+	var pods []*corev1.Pod
+	for i := range 3 {
+		pods = append(pods, startPod(t, podSpec(fmt.Sprintf("s9-norbac-%d-%s", i, randHex(3)), corev1.Container{
+			Name:    "trainer",
+			Command: []string{"sh", "-c", "head -c 70m /dev/zero > /dev/shm/fill; sleep 100000"},
+		})))
+	}
+	var m metrics
+	eventually(t, 30*time.Second, "3 failed ShmFull events", func() error {
+		if m, err = scrapeViaAPI(context.Background()); err != nil {
+			return err
+		}
+		f, err := m.one("shmwatch_events_failed_total", map[string]string{"reason": "ShmFull"})
+		if err != nil {
+			return err
+		}
+		if f-failed0 < 3 {
+			return fmt.Errorf("failed %v -> %v", failed0, f)
+		}
+		return nil
+	})
+	for _, p := range pods {
+		if _, err := m.one("shmwatch_shm_used_bytes", with(podLabels(p), "source", "runtime")); err != nil {
+			t.Errorf("metrics without events RBAC: %v", err)
+		}
+		if evs := podEvents(t, p, ""); len(evs) != 0 {
+			t.Errorf("%s got %d events without RBAC", p.Name, len(evs))
+		}
+	}
+	logs, _, _, err := kubectl(context.Background(), "-n", agentNamespace, "logs", "-l", "app.kubernetes.io/name=shmwatch",
+		"--since-time="+since.UTC().Format(time.RFC3339))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(logs, "cannot post events"); n != 1 {
+		t.Errorf("%d warnings about posting events for 3+ failures, want 1:\n%s", n, logs)
+	}
+	t.Logf("agent log since the rule was dropped:\n%s", logs)
+}
