@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -81,6 +82,8 @@ type Collector struct {
 	errTotals  map[string]uint64
 	oom        *OOMWatch              // nil: no OOM watch (WatchOOM)
 	kubeletOOM map[string]*kubeletOOM // by pod uid, without an OOM watch
+
+	last atomic.Pointer[Snapshot] // the latest collection, for Last
 }
 
 type cachedMount struct {
@@ -167,6 +170,7 @@ func (c *Collector) collect() *Snapshot {
 	for f, n := range c.errTotals {
 		col.snap.ReadErrorTotals[f] = n
 	}
+	c.last.Store(col.snap)
 	return col.snap
 }
 

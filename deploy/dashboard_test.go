@@ -26,6 +26,11 @@ var notInGolden = []string{
 	"shmwatch_shm_size_bytes", "shmwatch_shm_used_bytes", "shmwatch_shm_available_bytes",
 	"shmwatch_shm_size_limit_bytes", "shmwatch_shm_headroom_bytes", "shmwatch_shm_binding_limit",
 	"shmwatch_node_memcg_id_headroom", "shmwatch_orphaned_pod_cgroups", "shmwatch_read_errors_total",
+	// the base registry's families: events (serve --events) and the /metrics guard (--web.auth)
+	"shmwatch_events_sent_total", "shmwatch_events_dropped_total", "shmwatch_events_failed_total",
+	"shmwatch_metrics_auth_failures_total",
+	// the kernel OOM watch (no fixture runs one)
+	"shmwatch_oom_watches", "shmwatch_oom_watch_fds", "shmwatch_oom_watch_failures_total",
 }
 
 func goldenMetrics() []string {

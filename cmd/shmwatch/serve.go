@@ -37,6 +37,7 @@ type serveCmd struct {
 	sandbox       bool
 	auth          *metricsAuth
 	oomWatch      string
+	events        eventFlags
 }
 
 func newServeCmd(app *kingpin.Application, f *nodeFlags) *serveCmd {
@@ -48,6 +49,7 @@ func newServeCmd(app *kingpin.Application, f *nodeFlags) *serveCmd {
 	s.cmd.Flag("collector.sandbox", "Also export the sandbox (pause) container cgroups.").BoolVar(&s.sandbox)
 	s.auth = addAuthFlags(s.cmd)
 	s.cmd.Flag("oom-watch", "Watch the kernel for OOM kills per pod (docs/oom.md): auto (on with cgroup v2), on (v1: needs root and a writable cgroup mount), off.").Default("auto").EnumVar(&s.oomWatch, "auto", "on", "off")
+	s.events.register(s.cmd)
 	return s
 }
 
@@ -72,7 +74,9 @@ func (s *serveCmd) run(log *zap.Logger) int {
 			ready.Store(true)
 		}
 	}()
-	server := &http.Server{Handler: s.mux(col, &ready, log), ReadHeaderTimeout: 10 * time.Second}
+	base := prometheus.NewRegistry()
+	s.events.start(ctx, s.flags, col, base, log)
+	server := &http.Server{Handler: s.mux(col, base, &ready, log), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- s.auth.listenAndServe(server, s.web, slog.New(zapslog.NewHandler(log.Core()))) }()
 	log.Info("serving", zap.Strings("listen", *s.web.WebListenAddresses), zap.String("version", agent.Version))
@@ -91,8 +95,7 @@ func (s *serveCmd) run(log *zap.Logger) int {
 	return 0
 }
 
-func (s *serveCmd) mux(col *agent.Collector, ready *atomic.Bool, log *zap.Logger) *http.ServeMux {
-	base := prometheus.NewRegistry()
+func (s *serveCmd) mux(col *agent.Collector, base *prometheus.Registry, ready *atomic.Bool, log *zap.Logger) *http.ServeMux {
 	base.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	exporter := agent.NewExporter(col, s.scrapeTimeout, s.sandbox)
 	mux := http.NewServeMux()

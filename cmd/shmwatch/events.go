@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/shmwatch/shmwatch/agent"
+	"github.com/shmwatch/shmwatch/agent/events"
+	"github.com/shmwatch/shmwatch/agent/podmeta"
+)
+
+// eventFlags switch and tune the Kubernetes Events on pods.
+type eventFlags struct {
+	enabled     bool
+	window      time.Duration
+	interval    time.Duration
+	rediscover  time.Duration
+	trendSpan   time.Duration
+	nodeCap     int
+	nearlyFull  float64
+	oomShmShare float64
+}
+
+func (e *eventFlags) register(cmd *kingpin.CmdClause) {
+	cmd.Flag("events", "Post Kubernetes Events on pods whose shared memory is full, nearly full, or will OOM-kill them first (--no-events: off).").Default("true").BoolVar(&e.enabled)
+	cmd.Flag("events.window", "Least time between two events of one reason on one pod.").Default("10m").DurationVar(&e.window)
+	cmd.Flag("events.interval", "How often the pods' tmpfs mounts are statfs'd between scrapes.").Default("10s").DurationVar(&e.interval)
+	cmd.Flag("events.rediscover", "Oldest snapshot the checker uses; without scrapes it collects this often to see new pods.").Default("1m").DurationVar(&e.rediscover)
+	cmd.Flag("events.trend-span", "How far back the growth rate (time-to-full) is fitted, by least squares.").Default("5m").DurationVar(&e.trendSpan)
+	cmd.Flag("events.node-cap", "Most events the node posts a minute.").Default("60").IntVar(&e.nodeCap)
+	cmd.Flag("events.nearly-full", "Used fraction of a tmpfs (and of the memory limit) from which it is nearly full.").Default("0.9").Float64Var(&e.nearlyFull)
+	cmd.Flag("events.oom-shm-share", "Share of the memory cgroup shm must have held at an OOM kill to be named in an event.").Default("0.25").Float64Var(&e.oomShmShare)
+}
+
+// start runs the checker and the sender until ctx ends; nil when events
+// are off. Without an API server the sender counts every event dropped.
+func (e *eventFlags) start(ctx context.Context, f *nodeFlags, col *agent.Collector, reg prometheus.Registerer, log *zap.Logger) *events.Sender {
+	if !e.enabled {
+		return nil
+	}
+	var post events.Poster
+	if f.apiConfigured() {
+		cfg, err := podmeta.RESTConfig(f.kubeconfig)
+		if err == nil {
+			cfg.UserAgent = "shmwatch"
+			post, err = events.NewPoster(cfg)
+		}
+		if err != nil {
+			log.Warn("events: no API client; events are dropped", zap.Error(err))
+		}
+	}
+	th := events.Thresholds{NearlyFull: e.nearlyFull, OOMShmShare: e.oomShmShare}
+	sender := events.NewSender(events.Config{Node: f.nodeName, Window: e.window, NodeCap: e.nodeCap, Thresholds: th},
+		post, events.NewMetrics(reg), log.Named("events"))
+	checker := events.NewChecker(events.CheckerConfig{
+		Interval: e.interval, Rediscover: e.rediscover, TrendSpan: e.trendSpan, Thresholds: th,
+	}, col, sender.Notify)
+	go sender.Run(ctx)
+	go checker.Run(ctx)
+	return sender
+}
