@@ -8,7 +8,8 @@
 #   API server stopped: the cached token still 200, a new token refused;
 #   helm uninstall leaves nothing.
 # Needs KUBECONFIG (the rig) and helm (PATH or SHMWATCH_HELM). Run it under
-# flock /tmp/locks/k8s-rig.lock: it stops and restarts the rig's API server.
+# flock -o /tmp/locks/k8s-rig.lock (-o: the API server it restarts through up.sh
+# must not inherit the lock): it stops and restarts the rig's API server.
 set -euo pipefail
 ROOT="$(git -C "$(dirname "${BASH_SOURCE[0]}")" rev-parse --show-toplevel)"
 cd "$ROOT"
