@@ -166,13 +166,13 @@ var familyWriters = sortedWriters(map[*family]writeFunc{
 	podPressureStalled:  podPressureValue(pressureStalled),
 	nodePressureWaiting: nodePressureValue(pressureWaiting),
 	nodePressureStalled: nodePressureValue(pressureStalled),
-	podOOMKillsTotal: writePodOOMKills,
-	podOOMShmem:      lastKillValue(func(k *OOMKill) *uint64 { return k.Memory.Shmem }),
-	podOOMUsage:      lastKillValue(func(k *OOMKill) *uint64 { return k.Memory.Usage }),
-	podOOMTime:       writePodOOMTime,
-	oomWatches:       writeOOMWatches,
-	oomWatchFDs:      writeOOMWatchFDs,
-	oomWatchFailures: writeOOMWatchFailures,
+	podOOMKillsTotal:    writePodOOMKills,
+	podOOMShmem:         lastKillValue(func(k *OOMKill) *uint64 { return k.Memory.Shmem }),
+	podOOMUsage:         lastKillValue(func(k *OOMKill) *uint64 { return k.Memory.Usage }),
+	podOOMTime:          writePodOOMTime,
+	oomWatches:          writeOOMWatches,
+	oomWatchFDs:         writeOOMWatchFDs,
+	oomWatchFailures:    writeOOMWatchFailures,
 })
 
 func sortedWriters(m map[*family]writeFunc) []familyWriter {

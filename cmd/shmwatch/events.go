@@ -36,9 +36,9 @@ func (e *eventFlags) register(cmd *kingpin.CmdClause) {
 	cmd.Flag("events.oom-shm-share", "Share of the memory cgroup shm must have held at an OOM kill to be named in an event.").Default("0.25").Float64Var(&e.oomShmShare)
 }
 
-// start runs the checker and the sender until ctx ends; nil when events
-// are off. Without an API server the sender counts every event dropped.
-func (e *eventFlags) start(ctx context.Context, f *nodeFlags, col *agent.Collector, reg prometheus.Registerer, log *zap.Logger) *events.Sender {
+// sender starts the event sender until ctx ends; nil when events are off.
+// Without an API server it counts every event dropped.
+func (e *eventFlags) sender(ctx context.Context, f *nodeFlags, reg prometheus.Registerer, log *zap.Logger) *events.Sender {
 	if !e.enabled {
 		return nil
 	}
@@ -53,13 +53,33 @@ func (e *eventFlags) start(ctx context.Context, f *nodeFlags, col *agent.Collect
 			log.Warn("events: no API client; events are dropped", zap.Error(err))
 		}
 	}
-	th := events.Thresholds{NearlyFull: e.nearlyFull, OOMShmShare: e.oomShmShare}
-	sender := events.NewSender(events.Config{Node: f.nodeName, Window: e.window, NodeCap: e.nodeCap, Thresholds: th},
+	sender := events.NewSender(events.Config{Node: f.nodeName, Window: e.window, NodeCap: e.nodeCap, Thresholds: e.thresholds()},
 		post, events.NewMetrics(reg), log.Named("events"))
-	checker := events.NewChecker(events.CheckerConfig{
-		Interval: e.interval, Rediscover: e.rediscover, TrendSpan: e.trendSpan, Thresholds: th,
-	}, col, sender.Notify)
 	go sender.Run(ctx)
-	go checker.Run(ctx)
 	return sender
+}
+
+// onOOMKill is the collector's OOM kill hook that posts OOMKilledWithShm;
+// nil when events are off.
+func onOOMKill(sender *events.Sender) func(agent.OOMKill) {
+	if sender == nil {
+		return nil
+	}
+	return func(k agent.OOMKill) { sender.OOMKilled(events.KillOf(k)) }
+}
+
+// startChecker runs the between-scrape checker until ctx ends; nothing when
+// events are off.
+func (e *eventFlags) startChecker(ctx context.Context, col *agent.Collector, sender *events.Sender) {
+	if sender == nil {
+		return
+	}
+	checker := events.NewChecker(events.CheckerConfig{
+		Interval: e.interval, Rediscover: e.rediscover, TrendSpan: e.trendSpan, Thresholds: e.thresholds(),
+	}, col, sender.Notify)
+	go checker.Run(ctx)
+}
+
+func (e *eventFlags) thresholds() events.Thresholds {
+	return events.Thresholds{NearlyFull: e.nearlyFull, OOMShmShare: e.oomShmShare}
 }

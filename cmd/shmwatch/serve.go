@@ -56,9 +56,12 @@ func newServeCmd(app *kingpin.Application, f *nodeFlags) *serveCmd {
 func (s *serveCmd) run(log *zap.Logger) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	base := prometheus.NewRegistry()
+	sender := s.events.sender(ctx, s.flags, base, log)
 	// Metrics export neither peak memory nor, by default, sandbox cgroups:
 	// the agent does not read them (scan and audit do).
-	col, _, err := s.flags.openNode(ctx, log, agent.Config{SkipPeak: true, SkipSandboxMemory: !s.sandbox, SkipSlabinfo: true})
+	col, _, err := s.flags.openNode(ctx, log, agent.Config{SkipPeak: true, SkipSandboxMemory: !s.sandbox, SkipSlabinfo: true,
+		OnOOMKill: onOOMKill(sender)})
 	if err != nil {
 		log.Error("cannot start", zap.Error(err))
 		return 1
@@ -74,8 +77,7 @@ func (s *serveCmd) run(log *zap.Logger) int {
 			ready.Store(true)
 		}
 	}()
-	base := prometheus.NewRegistry()
-	s.events.start(ctx, s.flags, col, base, log)
+	s.events.startChecker(ctx, col, sender)
 	server := &http.Server{Handler: s.mux(col, base, &ready, log), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- s.auth.listenAndServe(server, s.web, slog.New(zapslog.NewHandler(log.Core()))) }()
