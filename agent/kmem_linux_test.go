@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/shmwatch/shmwatch/internal/realkernel"
 	"os"
 	"strconv"
 	"strings"
@@ -83,11 +84,11 @@ func TestRealKernelKmemLayer(t *testing.T) {
 func realAgentFS(t *testing.T) *cgroupfs.FS {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("real-kernel test: needs root")
+		realkernel.Skip(t, "needs root")
 	}
 	fs, err := cgroupfs.NewFS("/proc")
 	if err != nil {
-		t.Skipf("real-kernel test: no memory cgroup hierarchy: %v", err)
+		realkernel.Skip(t, "no memory cgroup hierarchy: %v", err)
 	}
 	return fs
 }

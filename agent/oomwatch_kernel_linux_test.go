@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/shmwatch/shmwatch/internal/realkernel"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -137,16 +138,16 @@ type kernelPodCgroup struct {
 func kernelPod(t *testing.T, limit uint64) (*cgroupfs.FS, *kernelPodCgroup) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("real-kernel test: needs root")
+		realkernel.Skip(t, "needs root")
 	}
 	fs, err := cgroupfs.NewFS("/proc")
 	if err != nil {
-		t.Skipf("real-kernel test: no memory cgroup hierarchy: %v", err)
+		realkernel.Skip(t, "no memory cgroup hierarchy: %v", err)
 	}
 	name := podtree.UniqueName(t)
 	p := &kernelPodCgroup{fs: fs, root: filepath.Join(fs.Hierarchy.MemoryRoot, name), path: "/" + name + "/pod" + podtree.NewUID()}
 	if err := os.Mkdir(p.root, 0o755); err != nil {
-		t.Skipf("real-kernel test: memory hierarchy not writable: %v", err)
+		realkernel.Skip(t, "memory hierarchy not writable: %v", err)
 	}
 	t.Cleanup(func() { _ = rmdirWait(p.root) })
 	v2 := fs.Hierarchy.Mode == cgroupfs.ModeV2

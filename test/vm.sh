@@ -13,7 +13,7 @@ cd "$repo"
 shared=${SHMWATCH_SHARED:-$repo/../shared}
 rig=$shared/rigs/vm
 GO=${GO:-go}
-packages=${VM_PACKAGES:-./cgroupfs ./shmscan}
+packages=${VM_PACKAGES:-./cgroupfs ./cgroupfs/oomwatch ./shmscan}
 modes=${VM_MODES:-v2 v1}
 
 bash "$rig/setup.sh"

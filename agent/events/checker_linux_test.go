@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/shmwatch/shmwatch/internal/realkernel"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -53,7 +54,7 @@ func uniqueName(t *testing.T) string {
 func realTmpfs(t *testing.T, size uint64) (dir, device string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("real-kernel test: needs root (mount)")
+		realkernel.Skip(t, "needs root (mount)")
 	}
 	dir = filepath.Join(t.TempDir(), "shm")
 	if err := os.Mkdir(dir, 0o755); err != nil {
@@ -137,7 +138,7 @@ func TestCheckerSeesAFullTmpfsBetweenScrapes(t *testing.T) {
 
 func TestCheckerMemcgBindsFirst(t *testing.T) {
 	if _, err := os.Stat(memcgV1 + "/memory.limit_in_bytes"); err != nil {
-		t.Skipf("real-kernel test: no cgroup v1 memory hierarchy: %v", err)
+		realkernel.Skip(t, "no cgroup v1 memory hierarchy: %v", err)
 	}
 	dir, dev := realTmpfs(t, 64<<20)
 	cg := filepath.Join(memcgV1, uniqueName(t))

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/shmwatch/shmwatch/internal/realkernel"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -45,17 +46,17 @@ func TestMain(m *testing.M) {
 func testCgroup(t *testing.T) (cgroupfs.Hierarchy, string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("real-kernel test: needs root")
+		realkernel.Skip(t, "needs root")
 	}
 	h, err := cgroupfs.DetectHierarchy("/proc")
 	if err != nil {
-		t.Skipf("real-kernel test: no memory cgroup hierarchy: %v", err)
+		realkernel.Skip(t, "no memory cgroup hierarchy: %v", err)
 	}
 	var r [4]byte
 	_, _ = rand.Read(r[:])
 	dir := filepath.Join(h.MemoryRoot, fmt.Sprintf("shmwatch-oomwatch-%d-%s", os.Getpid(), hex.EncodeToString(r[:])))
 	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Skipf("real-kernel test: memory hierarchy not writable: %v", err)
+		realkernel.Skip(t, "memory hierarchy not writable: %v", err)
 	}
 	t.Cleanup(func() { removeCgroup(t, dir) })
 	limit := "memory.limit_in_bytes"
