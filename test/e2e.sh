@@ -103,3 +103,8 @@ log "go test -run Rig ./agent/podmeta/ against $KUBECONFIG"
 SHMWATCH_TEST_KUBECONFIG="$KUBECONFIG" SHMWATCH_TEST_NODE="${K8S_RIG_NODE_NAME:-$(hostname | tr 'A-Z' 'a-z')}" \
   go test -count=1 -v -timeout 5m -run 'Rig' ./agent/podmeta/ 2>&1 | tee -a "$LOG"
 log "e2e and podmeta rig tests passed in $(( $(date +%s) - t0 ))s"
+
+# The Helm chart with /metrics behind Kubernetes RBAC (its own namespace and port).
+log "test/helm-e2e.sh: the chart, the auth table, API server down, uninstall"
+bash test/helm-e2e.sh 2>&1 | tee -a "$LOG"
+log "helm e2e passed in $(( $(date +%s) - t0 ))s"

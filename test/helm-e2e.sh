@@ -82,7 +82,11 @@ scan=$(kubectl -n "$NS" exec "ds/$REL" -- /shmwatch scan 2>&1 || true)
 check "kubectl exec scan sees pods by name" yes "$(grep -q "$NS" <<<"$scan" && echo yes || echo "no: $(head -c 300 <<<"$scan")")"
 
 log "stopping the API server"
-kill "$(cat "$STATE/pids/kube-apiserver.pid")"
+apid=$(cat "$STATE/pids/kube-apiserver.pid")
+kill "$apid"
+# up.sh starts the API server only once the old process is gone (graceful shutdown takes a while).
+for _ in $(seq 100); do kill -0 "$apid" 2>/dev/null || break; sleep 0.2; done
+kill -0 "$apid" 2>/dev/null && kill -KILL "$apid"
 for _ in $(seq 60); do apiserver_up || break; sleep 1; done
 check "API server down" down "$(apiserver_up && echo up || echo down)"
 check "API down: cached token" 200 "$(status "$scraper")"
