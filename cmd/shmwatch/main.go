@@ -121,15 +121,16 @@ func (f *nodeFlags) apiConfigured() bool {
 	return !f.allCgroups && (f.kubeconfig != "" || os.Getenv("KUBERNETES_SERVICE_HOST") != "")
 }
 
-// waitForAPI gives the informer a moment to list pods, so a one-shot report
-// has names; it never fails, it only waits.
+// waitForAPI gives the informer a moment to list pods and the node's facts
+// (server version, allocatable) to arrive, so a one-shot report has names and
+// can explain tmpfs sizes; it never fails, it only waits.
 func (f *nodeFlags) waitForAPI(ctx context.Context, meta podmeta.Provider) {
 	if meta == nil || !f.apiConfigured() {
 		return
 	}
 	d := f.metadataWait
 	deadline := time.Now().Add(d)
-	for meta.Source() != podmeta.SourceAPI && time.Now().Before(deadline) {
+	for (meta.Source() != podmeta.SourceAPI || meta.Node().ServerVersion == "") && time.Now().Before(deadline) {
 		select {
 		case <-ctx.Done():
 			return
