@@ -59,5 +59,5 @@ echo "image.sh: wrote $OUT ($REF, $(du -h "$OUT" | cut -f1))" >&2
 [ -z "${CONTAINERD_ADDRESS:-}" ] && [ -f "$STATE/env.sh" ] && . "$STATE/env.sh"
 : "${CONTAINERD_ADDRESS:?CONTAINERD_ADDRESS unset and no $STATE/env.sh: is the rig up?}"
 ctr --address "$CONTAINERD_ADDRESS" -n k8s.io images import "$OUT" >&2
-ctr --address "$CONTAINERD_ADDRESS" -n k8s.io images ls -q | grep -qx "$REF" || { echo "image.sh: $REF not in containerd after import" >&2; exit 1; }
+ctr --address "$CONTAINERD_ADDRESS" -n k8s.io images ls -q | grep -x "$REF" >/dev/null || { echo "image.sh: $REF not in containerd after import" >&2; exit 1; }
 echo "image.sh: imported $REF into containerd ($CONTAINERD_ADDRESS, k8s.io)" >&2
