@@ -306,6 +306,9 @@ func (a *apiSource) upsert(gen uint64, obj any) {
 	rec := fromAPI(p)
 	a.mu.Lock()
 	if gen == a.gen {
+		if prev, ok := a.byUID[rec.UID]; ok {
+			rec.OOMKilled = mergeOOMKilled(prev.OOMKilled, rec.OOMKilled)
+		}
 		a.byUID[rec.UID] = rec
 	}
 	a.mu.Unlock()

@@ -1,6 +1,7 @@
 package podmeta
 
 import (
+	"slices"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -18,20 +19,39 @@ type OOMKilled struct {
 	RestartCount int32
 }
 
-// oomKilled lists the pod's containers whose last termination was an OOM kill.
+// oomKilled lists the pod's containers whose current or last termination
+// was an OOM kill.
 func oomKilled(p *v1.Pod) []OOMKilled {
 	var out []OOMKilled
 	for _, statuses := range [][]v1.ContainerStatus{p.Status.InitContainerStatuses, p.Status.ContainerStatuses} {
 		for _, s := range statuses {
-			t := s.LastTerminationState.Terminated
-			if s.State.Terminated != nil {
-				t = s.State.Terminated
-			}
-			if t != nil && t.Reason == "OOMKilled" {
-				out = append(out, OOMKilled{Container: s.Name, ContainerID: stripRuntime(t.ContainerID),
-					FinishedAt: t.FinishedAt.Time, RestartCount: s.RestartCount})
+			for _, t := range []*v1.ContainerStateTerminated{s.LastTerminationState.Terminated, s.State.Terminated} {
+				if t != nil && t.Reason == "OOMKilled" {
+					out = append(out, OOMKilled{Container: s.Name, ContainerID: stripRuntime(t.ContainerID),
+						FinishedAt: t.FinishedAt.Time, RestartCount: s.RestartCount})
+				}
 			}
 		}
+	}
+	return out
+}
+
+// maxOOMKilled bounds the kills a pod record keeps between two reads of it.
+const maxOOMKilled = 16
+
+// mergeOOMKilled adds the kills of a pod's new status to those its earlier
+// statuses reported. A status shows only each container's last termination,
+// so a container killed twice between two collections would otherwise count
+// once; the informer sees every status update. The newest maxOOMKilled stay.
+func mergeOOMKilled(old, cur []OOMKilled) []OOMKilled {
+	out := append([]OOMKilled(nil), old...)
+	for _, k := range cur {
+		if !slices.ContainsFunc(out, func(o OOMKilled) bool { return o.ContainerID == k.ContainerID }) {
+			out = append(out, k)
+		}
+	}
+	if len(out) > maxOOMKilled {
+		out = out[len(out)-maxOOMKilled:]
 	}
 	return out
 }

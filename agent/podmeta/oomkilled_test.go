@@ -26,3 +26,46 @@ func TestOOMKilledFromStatuses(t *testing.T) {
 		t.Errorf("oomKilled (-want +got):\n%s", diff)
 	}
 }
+
+// A container killed, restarted and killed again: the statuses the informer
+// sees one after the other each show one kill; the pod record keeps both,
+// and the apiSource merges them as the updates arrive.
+func TestOOMKilledMergedAcrossStatusUpdates(t *testing.T) {
+	term := func(id string) *v1.ContainerStateTerminated {
+		return &v1.ContainerStateTerminated{Reason: "OOMKilled", ContainerID: "containerd://" + id}
+	}
+	status := func(state, last *v1.ContainerStateTerminated, restarts int32) *v1.Pod {
+		s := v1.ContainerStatus{Name: "hog", RestartCount: restarts, LastTerminationState: v1.ContainerState{Terminated: last}}
+		if state != nil {
+			s.State = v1.ContainerState{Terminated: state}
+		} else {
+			s.State = v1.ContainerState{Running: &v1.ContainerStateRunning{}}
+		}
+		return &v1.Pod{ObjectMeta: metav1.ObjectMeta{UID: "u1", Name: "p", Namespace: "ns"},
+			Status: v1.PodStatus{ContainerStatuses: []v1.ContainerStatus{s}}}
+	}
+	a := &apiSource{byUID: map[string]Pod{}}
+	for _, p := range []*v1.Pod{
+		status(term("c1"), nil, 0), // first instance killed
+		status(nil, term("c1"), 1), // restarted
+		status(term("c2"), term("c1"), 1),
+		status(nil, term("c2"), 2), // c1 no longer in the status
+		status(term("c3"), term("c2"), 2),
+	} {
+		a.upsert(a.gen, p)
+	}
+	var ids []string
+	for _, k := range a.byUID["u1"].OOMKilled {
+		ids = append(ids, k.ContainerID)
+	}
+	if diff := cmp.Diff([]string{"c1", "c2", "c3"}, ids); diff != "" {
+		t.Errorf("kills kept (-want +got):\n%s", diff)
+	}
+	many := make([]OOMKilled, 0, maxOOMKilled+4)
+	for i := range maxOOMKilled + 4 {
+		many = append(many, OOMKilled{ContainerID: string(rune('a' + i))})
+	}
+	if got := mergeOOMKilled(nil, many); len(got) != maxOOMKilled || got[0].ContainerID != "e" {
+		t.Errorf("merge of %d kills kept %d starting at %q, want the newest %d", len(many), len(got), got[0].ContainerID, maxOOMKilled)
+	}
+}

@@ -70,20 +70,20 @@ func emptyDirPod(t *testing.T, name, sizeLimit string) *corev1.Pod {
 }
 
 func TestS10TmpfsSizeExplained(t *testing.T) {
-	for _, tc := range []struct {
-		name, sizeLimit string
-	}{
-		{"s10-sizelimit-256", "256Mi"},
-		{"s10-no-sizelimit", ""},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			p := emptyDirPod(t, tc.name, tc.sizeLimit)
+	// The pods live until the table and the audit below have read them.
+	pods := map[string]*corev1.Pod{
+		"s10-sizelimit-256": emptyDirPod(t, "s10-sizelimit-256", "256Mi"),
+		"s10-no-sizelimit":  emptyDirPod(t, "s10-no-sizelimit", ""),
+	}
+	for _, name := range []string{"s10-sizelimit-256", "s10-no-sizelimit"} {
+		t.Run(name, func(t *testing.T) {
+			p := pods[name]
 			k := statfs(t, hostShmPath(t, firstPID(t, containerCgroupDir(t, p, "c"))))
 			if k.size != 128*mib {
 				t.Fatalf("kernel: the emptyDir tmpfs is %d bytes, want 128 MiB", k.size)
 			}
 			var e *sizeExplained
-			eventually(t, 45*time.Second, "size_explained of "+tc.name, func() error {
+			eventually(t, 45*time.Second, "size_explained of "+name, func() error {
 				size, got, err := explainedSize(t, string(p.UID))
 				if err != nil {
 					return err
