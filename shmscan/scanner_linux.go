@@ -98,11 +98,16 @@ func (s *Scanner) sweep() {
 // polls it.
 func (s *Scanner) hostChanged() (bool, error) {
 	if s.hostFile == nil {
-		f, err := os.Open(s.procPath(s.cfg.HostPID, "mountinfo"))
+		// Not os.Open: it registers a pollable file (mountinfo is one) with
+		// the runtime's network poller, whose epoll_wait then consumes the
+		// mount table's change event before the poll below can see it.
+		// os.NewFile leaves a blocking descriptor out of the poller.
+		p := s.procPath(s.cfg.HostPID, "mountinfo")
+		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
-			return false, err
+			return false, fmt.Errorf("open %s: %w", p, err)
 		}
-		s.hostFile = f
+		s.hostFile = os.NewFile(uintptr(fd), p)
 		return true, nil
 	}
 	fds := []unix.PollFd{{Fd: int32(s.hostFile.Fd()), Events: unix.POLLPRI}}
