@@ -35,6 +35,9 @@ func hierarchyFromMounts(mounts []*mountinfo.Info, controllers func(dir string) 
 	var v2 []string
 	localEvents := map[string]bool{}
 	for _, m := range mounts {
+		if m.Mountpoint == "" {
+			continue // a malformed line: no directory to read the tree from
+		}
 		switch m.FSType {
 		case "cgroup":
 			// Only the hierarchy root counts: a bind mount of a sub-cgroup
