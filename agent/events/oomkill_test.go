@@ -16,9 +16,9 @@ func TestKillOfBecomesOOMKilledWithShm(t *testing.T) {
 	var limit, usage, shmem, used uint64 = 128 * mi, 127 * mi, 96 * mi, 96 * mi
 	k := agent.OOMKill{
 		Time: time.Unix(1700000000, 0), Source: "kernel", Container: "trainer",
-		Memory:    agent.OOMMemory{Limit: &limit, Usage: &usage, Shmem: &shmem},
-		Shm:       []agent.OOMShm{{Source: string(shmscan.SourceEmptyDir), Volume: "dshm", Used: &used}, {Source: string(shmscan.SourceRuntime), Error: "statfs: stuck"}},
-		PodUID:    "u1", Namespace: "ml", Pod: "trainer-0",
+		Memory: agent.OOMMemory{Limit: &limit, Usage: &usage, Shmem: &shmem},
+		Shm:    []agent.OOMShm{{Source: string(shmscan.SourceEmptyDir), Volume: "dshm", Used: &used}, {Source: string(shmscan.SourceRuntime), Error: "statfs: stuck"}},
+		PodUID: "u1", Namespace: "ml", Pod: "trainer-0",
 	}
 	ev := KillOf(k)
 	if len(ev.Shm) != 1 || ev.Shm[0].Volume != "dshm" || ev.Shm[0].Used != used {
