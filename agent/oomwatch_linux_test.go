@@ -59,6 +59,7 @@ func TestOOMWatchCountsEveryKillAcrossRestarts(t *testing.T) {
 	}
 
 	var sinceDeath, sinceTrigger []time.Duration
+	near := 0 // kills whose memory.stat shmem was within 1/8 of the fill
 	for i := range kills {
 		triggered := time.Now()
 		if err := ctr.Trigger(); err != nil {
@@ -89,10 +90,17 @@ func TestOOMWatchCountsEveryKillAcrossRestarts(t *testing.T) {
 			t.Fatalf("kill %d: not recorded within 10s; watches %d", i, o.Watches())
 		}
 		sinceDeath, sinceTrigger = append(sinceDeath, k.Time.Sub(dead)), append(sinceTrigger, k.Time.Sub(triggered))
-		checkAttribution(t, i, k, fill)
+		if checkAttribution(t, i, k, fill) {
+			near++
+		}
 		if rec, _ := o.Pod(pod.Path); rec.Kills != uint64(i+1) {
 			t.Fatalf("after kill %d: pod count %d, want %d", i+1, rec.Kills, i+1)
 		}
+	}
+	// memory.stat is flushed from per-CPU counters lazily (rate-limited on
+	// recent kernels): a read right after a kill can lag; statfs never does.
+	if near < kills*3/4 {
+		t.Errorf("memory.stat shmem within 1/8 of the fill in %d of %d kills, want 3/4", near, kills)
 	}
 	select {
 	case k := <-recorded:
@@ -107,13 +115,18 @@ func TestOOMWatchCountsEveryKillAcrossRestarts(t *testing.T) {
 		kernelRelease(), o.Kind(), p50(sinceDeath), slices.Max(sinceDeath), p50(sinceTrigger), slices.Max(sinceTrigger))
 }
 
-func checkAttribution(t *testing.T, i int, k OOMKill, fill uint64) {
+// checkAttribution checks one kill's record; it reports whether memory.stat
+// shmem was near the fill (it may lag, see the caller).
+func checkAttribution(t *testing.T, i int, k OOMKill, fill uint64) bool {
 	t.Helper()
 	if k.Processes != 1 || k.ContainerID == "" || k.Container == "" {
 		t.Errorf("kill %d: processes %d container %q id %q", i, k.Processes, k.Container, k.ContainerID)
 	}
-	if k.Memory.Shmem == nil || !statClose(*k.Memory.Shmem, fill) {
-		t.Errorf("kill %d: pod shmem %s, want %d", i, fmtPtr(k.Memory.Shmem), fill)
+	near := k.Memory.Shmem != nil && statClose(*k.Memory.Shmem, fill)
+	if k.Memory.Shmem == nil {
+		t.Errorf("kill %d: pod shmem absent", i)
+	} else if !near {
+		t.Logf("kill %d: pod shmem %d lags the %d written", i, *k.Memory.Shmem, fill)
 	}
 	if k.Memory.Limit == nil || k.Memory.Usage == nil || k.Memory.Anon == nil || k.Memory.File == nil {
 		t.Errorf("kill %d: memory %+v", i, k.Memory)
@@ -121,6 +134,7 @@ func checkAttribution(t *testing.T, i int, k OOMKill, fill uint64) {
 	if len(k.Shm) != 1 || k.Shm[0].Used == nil || *k.Shm[0].Used != fill || k.Shm[0].Source != "emptydir" || k.Shm[0].Volume != "shm" {
 		t.Errorf("kill %d: shm %+v", i, k.Shm)
 	}
+	return near
 }
 
 func waitKill(recorded <-chan OOMKill) (OOMKill, bool) {
