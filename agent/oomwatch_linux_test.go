@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"slices"
-	"strconv"
 	"testing"
 	"time"
 
@@ -178,11 +177,4 @@ func hostPIDForTest() int {
 		return 1
 	}
 	return 2
-}
-
-func fmtPtr(p *uint64) string {
-	if p == nil {
-		return "nil"
-	}
-	return strconv.FormatUint(*p, 10)
 }
