@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/shmwatch/shmwatch/internal/podtree"
+	"github.com/shmwatch/shmwatch/internal/realkernel"
 )
 
 // TestCgroupSlabinfoEIO: 3.10's memory.kmem.slabinfo of a memcg without
@@ -14,7 +15,7 @@ import (
 // !memcg_can_account_kmem), not captured.
 func TestCgroupSlabinfoEIO(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to mount FUSE")
+		realkernel.Skip(t, "needs root to mount FUSE")
 	}
 	dir := podtree.MountEIOFile(t, "memory.kmem.slabinfo")
 	fs := NewFSAt(Hierarchy{Mode: ModeV1, MemoryRoot: dir}, "/proc")
