@@ -117,7 +117,8 @@ func benchCollector(b *testing.B, serve bool) *Collector {
 			b.Fatal(err)
 		}
 	}
-	return NewCollector(Config{CgroupRoot: at.cgroupRoot, SkipPeak: serve, SkipSandboxMemory: serve}, fs, scanner, meta, nil)
+	// serve: as cmd/shmwatch serve configures it.
+	return NewCollector(Config{CgroupRoot: at.cgroupRoot, SkipPeak: serve, SkipSandboxMemory: serve, SkipSlabinfo: serve}, fs, scanner, meta, nil)
 }
 
 func collectOnce(b *testing.B, c *Collector) *Snapshot {

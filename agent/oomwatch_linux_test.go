@@ -151,13 +151,7 @@ func collectPod(t *testing.T, c *Collector, cgPath string) Pod {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range snap.Pods {
-		if p.Cgroup == cgPath {
-			return p
-		}
-	}
-	t.Fatalf("pod %s not in the snapshot", cgPath)
-	return Pod{}
+	return podOf(t, snap, cgPath)
 }
 
 func p50(ds []time.Duration) time.Duration {

@@ -24,13 +24,22 @@ func WriteJSON(w io.Writer, s *Snapshot) error {
 func WriteTable(w io.Writer, s *Snapshot, containers bool) error {
 	writeNodeLine(w, s)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "POD\tQOS\tSHM USED/SIZE\tSOURCE\tBINDS\tHEADROOM\tWORKING SET/LIMIT\tSHMEM\tKERNEL\tOOM KILLS")
+	growth := s.GrowthWindow > 0
+	header := "POD\tQOS\tSHM USED/SIZE\tSOURCE\tBINDS\tHEADROOM\tWORKING SET/LIMIT\tSHMEM\tKERNEL\tOOM KILLS"
+	if growth {
+		header += "\tFULL IN"
+	}
+	fmt.Fprintln(tw, header)
 	for i := range s.Pods {
 		p := &s.Pods[i]
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s/%s\t%s\t%s\t%s\n",
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s/%s\t%s\t%s\t%s",
 			podName(p), dash(p.QOS), shmUsedSize(p), shmSources(p), dash(p.Binding), signedBytes(p.Headroom),
 			bytesOrDash(p.Memory.WorkingSet), limitOrNone(p.Memory.Limit),
 			bytesOrDash(p.Memory.Shmem), bytesOrDash(p.Memory.Kernel), podOOMKills(p))
+		if growth {
+			fmt.Fprintf(tw, "\t%s", fullIn(p))
+		}
+		fmt.Fprintln(tw)
 		if containers {
 			writeContainerRows(tw, p)
 		}
@@ -181,6 +190,24 @@ func humanBytes(b uint64) string {
 		return fmt.Sprintf("%.0f%s", v, suffix)
 	}
 	return fmt.Sprintf("%.1f%s", v, suffix)
+}
+
+// fullIn is the sooner of the pod's tmpfs and memcg times to full, with
+// which one it is: "shm 3m", "memory 40s", or "-" when nothing grows.
+func fullIn(p *Pod) string {
+	what, soonest := "", 0.0
+	for i := range p.Shm {
+		if f := p.Shm[i].FullIn; f != nil && (what == "" || *f < soonest) {
+			what, soonest = "shm", *f
+		}
+	}
+	if f := p.MemoryFullIn; f != nil && (what == "" || *f < soonest) {
+		what, soonest = "memory", *f
+	}
+	if what == "" {
+		return "-"
+	}
+	return what + " " + humanSeconds(soonest)
 }
 
 func humanSeconds(s float64) string {

@@ -26,6 +26,9 @@ type Snapshot struct {
 	ReadErrorTotals map[string]uint64 `json:"-"`
 	// StuckMounts lists mounts whose statfs hung and are skipped.
 	StuckMounts []string `json:"stuck_mounts,omitempty"`
+	// GrowthWindow is how long WithGrowth sampled after the collection
+	// (seconds); 0: no time to full was estimated.
+	GrowthWindow float64 `json:"growth_window_seconds,omitempty"`
 }
 
 // Phase is the outcome of one collection phase.
@@ -90,6 +93,10 @@ type Pod struct {
 	MemoryPressure *Pressure `json:"memory_pressure"`
 	// Kmem is the v1 pod cgroup's kmem accounting (scan and audit only).
 	Kmem *Kmem `json:"kmem,omitempty"`
+	// MemoryFullIn is the seconds until the working set reaches the
+	// limit at the sampled growth rate (WithGrowth); nil when not growing
+	// or not sampled.
+	MemoryFullIn *float64 `json:"memory_full_in_seconds,omitempty"`
 
 	readErrs []readError // accounted once the pod is known to still exist
 }
@@ -138,6 +145,9 @@ type Shm struct {
 	// SizeExplained is, for a memory emptyDir, the size the kubelet gives
 	// it and which input decided it.
 	SizeExplained *TmpfsSize `json:"size_explained,omitempty"`
+	// FullIn is the seconds until the tmpfs is full at the sampled growth
+	// rate (WithGrowth); nil when not growing or not sampled.
+	FullIn *float64 `json:"full_in_seconds,omitempty"`
 
 	sandboxOnly bool // only the pause container has it at /dev/shm
 }

@@ -20,3 +20,10 @@ func (c *Collector) StatShm(ms []shmscan.Mount) []shmscan.HostStat { return c.sh
 func (c *Collector) PodMemcg(path string) cgroupfs.Memory {
 	return c.fs.MemoryFields(path, cgroupfs.FieldStat|cgroupfs.FieldLimit|cgroupfs.FieldUsage)
 }
+
+// MountsChanged says whether the host's mount table changed since the last
+// collection read it (true when that cannot be told).
+func (c *Collector) MountsChanged() bool {
+	changed, err := c.shm.MountsChanged()
+	return changed || err != nil
+}

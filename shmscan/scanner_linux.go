@@ -19,8 +19,9 @@ import (
 type Scanner struct {
 	cfg Config
 
-	refreshMu sync.Mutex // serialises Refresh and owns hostFile
+	refreshMu sync.Mutex // serialises Refresh and MountsChanged; owns hostFile and stale
 	hostFile  *os.File   // open host mountinfo, polled for changes; nil when closed
+	stale     bool       // MountsChanged saw a change the next Refresh must read
 
 	mu       sync.Mutex // guards everything below
 	host     *hostTable
@@ -66,6 +67,7 @@ func (s *Scanner) Refresh() error {
 	if err != nil {
 		return err
 	}
+	changed, s.stale = changed || s.stale, false
 	s.mu.Lock()
 	have := s.host != nil
 	s.mu.Unlock()
@@ -81,6 +83,24 @@ func (s *Scanner) Refresh() error {
 	s.host = t
 	s.mu.Unlock()
 	return nil
+}
+
+// MountsChanged says whether the host mount table changed since the last
+// Refresh: a pod's tmpfs was mounted or unmounted (or any other mount). It
+// costs one poll(2) and leaves the change for the next Refresh to read.
+// Before the first Refresh, or when the table cannot be polled, it says true.
+func (s *Scanner) MountsChanged() (bool, error) {
+	s.refreshMu.Lock()
+	defer s.refreshMu.Unlock()
+	if s.stale {
+		return true, nil
+	}
+	changed, err := s.hostChanged()
+	if err != nil {
+		return true, err
+	}
+	s.stale = changed
+	return changed, nil
 }
 
 func (s *Scanner) sweep() {

@@ -3,6 +3,8 @@
 # Kubernetes RBAC as it is by default on the node's network:
 #   helm install --wait (hostNetwork=true, the image test/e2e/image.sh imports);
 #   the agent measures pods (its own pod's series) and kubectl exec'd scan sees the host;
+#   a pod that writes 8 MiB to the runtime's /dev/shm is measured at 8 MiB, and its
+#   series are gone after it is deleted;
 #   auth table: no token 401, garbage 401, revoked token 401, ServiceAccount
 #   without the binding 403, with it 200; the cost of a cache miss and a hit;
 #   API server stopped: the cached token still 200, a new token refused;
@@ -77,6 +79,37 @@ own=$(curl -sk -H "Authorization: Bearer $scraper" "$URL" | grep -c "namespace=\
 check "agent measures its own pod (series in $NS > 0)" yes "$([ "$own" -gt 0 ] && echo yes || echo "no ($own)")"
 failures=$(curl -sk -H "Authorization: Bearer $scraper" "$URL" | grep '^shmwatch_metrics_auth_failures_total' | tr '\n' ' ')
 log "failures metric: $failures"
+
+# series_of POD: the pod's series in one scrape.
+series_of() { curl -sk -H "Authorization: Bearer $scraper" "$URL" | grep -c "pod=\"$1\"" || true; }
+log "a pod writes 8 MiB to the runtime's /dev/shm"
+kubectl -n "$NS" apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: shm-writer}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: writer
+    image: localhost/rig-busybox:1
+    imagePullPolicy: Never
+    command: [sh, -c, "dd if=/dev/zero of=/dev/shm/fill bs=1M count=8 && exec sleep 3600"]
+EOF
+kubectl -n "$NS" wait --for=condition=Ready pod/shm-writer --timeout=60s >/dev/null
+used=""
+for _ in $(seq 30); do
+	used=$(curl -sk -H "Authorization: Bearer $scraper" "$URL" | awk '/^shmwatch_shm_used_bytes\{/ && /pod="shm-writer"/ {print $2}')
+	[ "$used" = 8388608 ] && break
+	sleep 1
+done
+check "shm pod measured (shmwatch_shm_used_bytes)" 8388608 "${used:-absent}"
+kubectl -n "$NS" delete pod shm-writer --wait=true --timeout=60s >/dev/null
+gone=""
+for i in $(seq 30); do
+	[ "$(series_of shm-writer)" = 0 ] && { gone="yes"; log "series gone ${i} s after the delete returned"; break; }
+	sleep 1
+done
+check "series gone after delete" yes "${gone:-no ($(series_of shm-writer) left)}"
 
 scan=$(kubectl -n "$NS" exec "ds/$REL" -- /shmwatch scan 2>&1 || true)
 check "kubectl exec scan sees pods by name" yes "$(grep -q "$NS" <<<"$scan" && echo yes || echo "no: $(head -c 300 <<<"$scan")")"

@@ -15,14 +15,17 @@ type Node interface {
 	Collect(ctx context.Context) (*agent.Snapshot, error)
 	StatShm(ms []shmscan.Mount) []shmscan.HostStat
 	PodMemcg(path string) cgroupfs.Memory
+	MountsChanged() bool
 }
 
 // CheckerConfig is how often a Checker looks and how far back it fits.
 type CheckerConfig struct {
 	// Interval is the time between two checks.
 	Interval time.Duration
-	// Rediscover is the oldest snapshot a check uses; an older one (no
-	// scrape since) is replaced by a collection, so new pods are seen.
+	// Rediscover is the oldest snapshot a check uses once the host's mount
+	// table changed (a pod came or went); an older one is replaced by a
+	// collection, so new pods are seen. With no change a snapshot serves
+	// until it is staleAfter times older.
 	Rediscover time.Duration
 	// TrendSpan is how far back the growth rate is fitted.
 	TrendSpan  time.Duration
@@ -39,7 +42,7 @@ type Checker struct {
 	notify func(Notice)
 	now    func() time.Time
 
-	trends map[trendKey]*Trend
+	trends map[trendKey]*agent.Trend
 	seen   map[trendKey]bool
 }
 
@@ -53,7 +56,7 @@ type trendKey struct {
 // (Sender.Notify).
 func NewChecker(cfg CheckerConfig, node Node, notify func(Notice)) *Checker {
 	return &Checker{cfg: cfg, node: node, notify: notify, now: time.Now,
-		trends: map[trendKey]*Trend{}, seen: map[trendKey]bool{}}
+		trends: map[trendKey]*agent.Trend{}, seen: map[trendKey]bool{}}
 }
 
 // Run checks every interval until ctx ends.
@@ -103,11 +106,23 @@ func (c *Checker) Check(ctx context.Context) {
 	c.forget()
 }
 
-// snapshot is the last collection, or a new one when it is too old.
+// staleAfter is how many Rediscover periods a snapshot serves while the
+// host's mount table stays the same, so its memory numbers (which decide
+// whose memcg a check reads) are refreshed now and then.
+const staleAfter = 10
+
+// snapshot is the last collection, or a new one when it may miss pods or
+// is stale. Every pod mounts at least one tmpfs (the runtime's shm or a
+// memory emptyDir, in the host's mount namespace), so an unchanged mount
+// table means the same pods: a node with no scrapes and no churn costs
+// the statfs batches alone.
 func (c *Checker) snapshot(ctx context.Context) *agent.Snapshot {
 	snap := c.node.Last()
-	if snap != nil && c.now().Sub(snap.Time) < c.cfg.Rediscover {
-		return snap
+	if snap != nil {
+		age := c.now().Sub(snap.Time)
+		if age < c.cfg.Rediscover || (age < staleAfter*c.cfg.Rediscover && !c.node.MountsChanged()) {
+			return snap
+		}
 	}
 	if fresh, err := c.node.Collect(ctx); err == nil {
 		return fresh
@@ -198,11 +213,11 @@ func mountPoint(s *agent.Shm) string {
 // always at /dev/shm.
 func atDevShm(s *agent.Shm) bool { return len(s.Containers) > 0 }
 
-func (c *Checker) trend(k trendKey) *Trend {
+func (c *Checker) trend(k trendKey) *agent.Trend {
 	c.seen[k] = true
 	tr, ok := c.trends[k]
 	if !ok {
-		tr = NewTrend(c.cfg.TrendSpan)
+		tr = agent.NewTrend(c.cfg.TrendSpan)
 		c.trends[k] = tr
 	}
 	return tr

@@ -36,6 +36,10 @@ func (k *kernelNode) Collect(context.Context) (*agent.Snapshot, error) {
 	k.collects++
 	return nil, errors.New("no collections in this test")
 }
+func (k *kernelNode) MountsChanged() bool {
+	changed, err := k.shm.MountsChanged()
+	return changed || err != nil
+}
 func (k *kernelNode) StatShm(ms []shmscan.Mount) []shmscan.HostStat { return k.shm.StatHosts(ms) }
 func (k *kernelNode) PodMemcg(path string) cgroupfs.Memory {
 	k.memReads++

@@ -29,7 +29,7 @@ func (e *eventFlags) register(cmd *kingpin.CmdClause) {
 	cmd.Flag("events", "Post Kubernetes Events on pods whose shared memory is full, nearly full, or will OOM-kill them first (--no-events: off).").Default("true").BoolVar(&e.enabled)
 	cmd.Flag("events.window", "Least time between two events of one reason on one pod.").Default("10m").DurationVar(&e.window)
 	cmd.Flag("events.interval", "How often the pods' tmpfs mounts are statfs'd between scrapes.").Default("10s").DurationVar(&e.interval)
-	cmd.Flag("events.rediscover", "Oldest snapshot the checker uses; without scrapes it collects this often to see new pods.").Default("1m").DurationVar(&e.rediscover)
+	cmd.Flag("events.rediscover", "Oldest snapshot the checker uses once the host's mount table changed (a pod came or went); without scrapes it then collects to see new pods, and with no change after 10 times this.").Default("1m").DurationVar(&e.rediscover)
 	cmd.Flag("events.trend-span", "How far back the growth rate (time-to-full) is fitted, by least squares.").Default("5m").DurationVar(&e.trendSpan)
 	cmd.Flag("events.node-cap", "Most events the node posts a minute.").Default("60").IntVar(&e.nodeCap)
 	cmd.Flag("events.nearly-full", "Used fraction of a tmpfs (and of the memory limit) from which it is nearly full.").Default("0.9").Float64Var(&e.nearlyFull)

@@ -17,6 +17,7 @@ type scanCmd struct {
 	flags      *nodeFlags
 	output     string
 	containers bool
+	growth     time.Duration
 }
 
 func newScanCmd(app *kingpin.Application, f *nodeFlags) *scanCmd {
@@ -24,6 +25,7 @@ func newScanCmd(app *kingpin.Application, f *nodeFlags) *scanCmd {
 	s.cmd = app.Command("scan", "One pass over this host: every pod's shm, memory and binding limit.")
 	s.cmd.Flag("output", "table or json.").Short('o').Default("table").EnumVar(&s.output, "table", "json")
 	s.cmd.Flag("containers", "Also a row per container.").BoolVar(&s.containers)
+	s.cmd.Flag("growth", "Sample each pod's tmpfs and memory cgroup every second for this long after the pass and show the time until each is full at that rate (least squares; e.g. 5s). 0: one pass, no time to full.").Default("0s").DurationVar(&s.growth)
 	return s
 }
 
@@ -41,6 +43,9 @@ func (s *scanCmd) run(log *zap.Logger) int {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "shmwatch scan:", err)
 		return 1
+	}
+	if s.growth > 0 {
+		snap = col.WithGrowth(ctx, snap, s.growth)
 	}
 	if s.output == "json" {
 		err = agent.WriteJSON(os.Stdout, snap)

@@ -249,6 +249,20 @@ func (p *Pod) Start(shmHost string, fill uint64) (*Container, error) {
 	return c, c.run(c.Dir, inner)
 }
 
+// StartWriter is Start with a process that keeps writing: chunk bytes to a
+// new file in /dev/shm (shmHost bind-mounted there) every period, until the
+// tmpfs or the memcg stops it.
+func (p *Pod) StartWriter(shmHost string, chunk uint64, period time.Duration) (*Container, error) {
+	c, err := p.newContainer()
+	if err != nil {
+		return nil, err
+	}
+	inner := fmt.Sprintf("set -e; mount --bind %s /dev/shm; echo READY; i=0; "+
+		"while head -c %d /dev/zero > /dev/shm/grow$i; do i=$((i+1)); sleep %g; done; exec sleep 100000",
+		shmHost, chunk, period.Seconds())
+	return c, c.run(c.Dir, inner)
+}
+
 // newContainer makes a container cgroup in the pod, to be removed with it.
 func (p *Pod) newContainer() (*Container, error) {
 	id := RandomHex(32)
