@@ -83,7 +83,7 @@ type Collector struct {
 	oom        *OOMWatch              // nil: no OOM watch (WatchOOM)
 	kubeletOOM map[string]*kubeletOOM // by pod uid, without an OOM watch
 
-	last atomic.Pointer[Snapshot] // the latest collection, for Last
+	last atomic.Pointer[Snapshot] // the latest collection's watchView, for Last
 }
 
 type cachedMount struct {
@@ -170,7 +170,7 @@ func (c *Collector) collect() *Snapshot {
 	for f, n := range c.errTotals {
 		col.snap.ReadErrorTotals[f] = n
 	}
-	c.last.Store(col.snap)
+	c.last.Store(watchView(col.snap))
 	return col.snap
 }
 
