@@ -52,6 +52,9 @@ func (c *Collector) joinOOM(col *collection) {
 	c.oom.Sync(pods, col.src, mounts)
 	for i := range pods {
 		if rec, ok := c.oom.Pod(pods[i].Cgroup); ok {
+			if rec.Kills > 0 && len(rec.Last) == 0 {
+				rec.Last = c.kubeletLast(&pods[i]) // killed before the watch began
+			}
 			pods[i].OOM = &rec
 		}
 	}

@@ -61,8 +61,34 @@ func (c *Collector) joinKubeletOOM(col *collection) {
 }
 
 // kubeletKill is one kill the kubelet reported, with the pod's memory and
-// shm as this collection read them.
+// shm as this collection read them, handed to the OOM kill hook.
 func (c *Collector) kubeletKill(p *Pod, k podmeta.OOMKilled) OOMKill {
+	kill := c.kubeletRecord(p, k)
+	if c.cfg.OnOOMKill != nil {
+		go c.cfg.OnOOMKill(kill) // never holds up the collection
+	}
+	return kill
+}
+
+// kubeletLast is the kubelet's last OOMKilled terminations of a pod (at
+// most kubeletOOMKeep), attributed now: for kills the kernel watch counted
+// but did not see happen (before it began, e.g. in a one-shot scan). No
+// hook: they are not new.
+func (c *Collector) kubeletLast(p *Pod) []OOMKill {
+	meta, ok := c.podMeta(p.UID)
+	if !ok || c.meta.Source() != podmeta.SourceAPI {
+		return nil
+	}
+	ks := meta.OOMKilled[max(0, len(meta.OOMKilled)-kubeletOOMKeep):]
+	last := make([]OOMKill, 0, len(ks))
+	for _, k := range ks {
+		last = append(last, c.kubeletRecord(p, k))
+	}
+	return last
+}
+
+// kubeletRecord is the record of one kill the kubelet reported.
+func (c *Collector) kubeletRecord(p *Pod, k podmeta.OOMKilled) OOMKill {
 	kill := OOMKill{Time: k.FinishedAt, Source: "kubelet", Container: k.Container, ContainerID: k.ContainerID,
 		PodUID: p.UID, Namespace: p.Namespace, Pod: p.Name}
 	m := c.fs.MemoryFields(p.Cgroup, oomAttributionFields)
@@ -73,9 +99,6 @@ func (c *Collector) kubeletKill(p *Pod, k podmeta.OOMKilled) OOMKill {
 	kill.Shm = make([]OOMShm, 0, len(p.Shm))
 	for _, s := range p.Shm {
 		kill.Shm = append(kill.Shm, OOMShm{Source: s.Source, Volume: s.Volume, HostPath: s.HostPath, Size: s.Size, Used: s.Used, Error: s.Error})
-	}
-	if c.cfg.OnOOMKill != nil {
-		go c.cfg.OnOOMKill(kill) // never holds up the collection
 	}
 	return kill
 }

@@ -26,6 +26,12 @@ func TestHierarchyFromCapturedMountinfo(t *testing.T) {
 		{"vm-v1/self.mountinfo", memCtrl, Hierarchy{Mode: ModeV1, MemoryRoot: "/sys/fs/cgroup/memory"}, nil},
 		{"vm-v2/self.mountinfo", memCtrl, Hierarchy{Mode: ModeV2, MemoryRoot: "/sys/fs/cgroup"}, nil},
 		{"vm-v2/self.mountinfo", noMem, Hierarchy{}, ErrNoMemory},
+		// In a cgroup namespace: the hierarchies' roots show as "/.." and
+		// "/../..", the namespace's own cgroup2 mount at /tmp/cgns-own as "/".
+		// A pod on a v2 node: its own cgroup namespace's /sys/fs/cgroup ("/")
+		// comes first, the host's tree at /host/sys/fs/cgroup is "/../../../..".
+		{"v2node-pod/self.mountinfo", memCtrl, Hierarchy{Mode: ModeV2, MemoryRoot: "/host/sys/fs/cgroup"}, nil},
+		{"host-cgroupns/self.mountinfo", memCtrl, Hierarchy{Mode: ModeHybrid, MemoryRoot: "/sys/fs/cgroup/memory", UnifiedRoot: "/sys/fs/cgroup/unified"}, nil},
 	}
 	for _, tt := range tests {
 		mounts, err := parseMountinfo(fixture(t, tt.file))

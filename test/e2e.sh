@@ -23,12 +23,12 @@ die() { log "ERROR: $*"; exit 1; }
 [ "$(id -u)" = 0 ] || die "must run as root (the tests read the node's cgroups and mounts)"
 command -v go >/dev/null || die "Go toolchain not found (expected /usr/local/go/bin/go)"
 need=()
-for c in git curl nsenter tar sha256sum; do command -v "$c" >/dev/null || need+=("$c"); done
+for c in git curl nsenter tar sha256sum jq; do command -v "$c" >/dev/null || need+=("$c"); done
 if [ "${#need[@]}" -gt 0 ]; then
   log "apt-get install for: ${need[*]}"
   apt-get -o DPkg::Lock::Timeout=600 update -qq
   DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends \
-    git curl util-linux tar coreutils >/dev/null
+    git curl util-linux tar coreutils jq >/dev/null
 fi
 
 own_rig=0 applied=0
@@ -108,3 +108,9 @@ log "e2e and podmeta rig tests passed in $(( $(date +%s) - t0 ))s"
 log "test/helm-e2e.sh: the chart, the auth table, API server down, uninstall"
 bash test/helm-e2e.sh 2>&1 | tee -a "$LOG"
 log "helm e2e passed in $(( $(date +%s) - t0 ))s"
+
+# The cgroup v2 node (../shared/rigs/k8s-v2node, booted and removed by the script): the
+# chart pinned to it, PID 1 OOM-killed in a loop with a memory emptyDir and the runtime's shm.
+log "test/v2node-e2e.sh: the agent on the cgroup v2 node, OOM kills counted and attributed"
+bash test/v2node-e2e.sh 2>&1 | tee -a "$LOG"
+log "v2 node e2e passed in $(( $(date +%s) - t0 ))s"

@@ -98,7 +98,7 @@ EOF
 kubectl -n "$NS" wait --for=condition=Ready pod/shm-writer --timeout=60s >/dev/null
 used=""
 for _ in $(seq 30); do
-	used=$(curl -sk -H "Authorization: Bearer $scraper" "$URL" | awk '/^shmwatch_shm_used_bytes\{/ && /pod="shm-writer"/ {print $2}')
+	used=$(curl -sk -H "Authorization: Bearer $scraper" "$URL" | awk '/^shmwatch_shm_used_bytes\{/ && /pod="shm-writer"/ {printf "%d", $2}')
 	[ "$used" = 8388608 ] && break
 	sleep 1
 done
