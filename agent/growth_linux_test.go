@@ -23,22 +23,8 @@ func TestWithGrowthOnRealTmpfs(t *testing.T) {
 		window = 3 * time.Second
 	)
 	tree := podtree.New(t)
-	growing := tree.MustAddPod(podtree.Burstable)
-	if err := growing.SetLimit(limit); err != nil {
-		t.Fatal(err)
-	}
-	growShm, err := growing.EmptyDir("dshm", size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	still := tree.MustAddPod(podtree.Burstable)
-	if err := still.SetLimit(limit); err != nil {
-		t.Fatal(err)
-	}
-	stillShm, err := still.EmptyDir("dshm", size)
-	if err != nil {
-		t.Fatal(err)
-	}
+	growing, growShm := limitedPodWithEmptyDir(t, tree, limit, size)
+	still, stillShm := limitedPodWithEmptyDir(t, tree, limit, size)
 	if _, err := still.Start(stillShm, 4<<20); err != nil {
 		t.Fatal(err)
 	}
@@ -101,6 +87,21 @@ func TestWithGrowthOnRealTmpfs(t *testing.T) {
 	}
 	t.Logf("writer %.1f MiB/s; tmpfs full in %.1f s (kernel rate: %.1f s), memory full in %.1f s",
 		rate/(1<<20), *g.Shm[0].FullIn, wantShm, *g.MemoryFullIn)
+}
+
+// limitedPodWithEmptyDir adds a burstable pod with a memory limit and a
+// memory emptyDir "dshm" of size bytes; it returns the pod and the tmpfs.
+func limitedPodWithEmptyDir(t *testing.T, tree *podtree.Tree, limit, size uint64) (*podtree.Pod, string) {
+	t.Helper()
+	p := tree.MustAddPod(podtree.Burstable)
+	if err := p.SetLimit(limit); err != nil {
+		t.Fatal(err)
+	}
+	shm, err := p.EmptyDir("dshm", size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, shm
 }
 
 // near fails unless got is within 40 % of want: the writer's rate jitters

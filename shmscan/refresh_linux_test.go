@@ -27,6 +27,14 @@ func TestRefreshSeesNewMount(t *testing.T) {
 	}
 	dev := fmt.Sprintf("%d:%d", unix.Major(st.Dev), unix.Minor(st.Dev))
 	time.Sleep(50 * time.Millisecond) // the netpoller's epoll_wait runs meanwhile
+	if !refreshedHas(t, s, dev) {
+		t.Errorf("host table after Refresh has no device %s mounted at %s", dev, dir)
+	}
+}
+
+// refreshedHas refreshes s and says whether its host table has device dev.
+func refreshedHas(t *testing.T, s *Scanner, dev string) bool {
+	t.Helper()
 	if err := s.Refresh(); err != nil {
 		t.Fatal(err)
 	}
@@ -34,9 +42,8 @@ func TestRefreshSeesNewMount(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := table.byDevice[dev]; !ok {
-		t.Errorf("host table after Refresh has no device %s mounted at %s", dev, dir)
-	}
+	_, ok := table.byDevice[dev]
+	return ok
 }
 
 // MountsChanged sees a mount and an unmount, keeps saying so until a Refresh
@@ -81,14 +88,7 @@ func TestMountsChangedUntilRefresh(t *testing.T) {
 	if !changed() {
 		t.Fatal("MountsChanged twice after a mount: false the second time (the change was consumed)")
 	}
-	if err := s.Refresh(); err != nil {
-		t.Fatal(err)
-	}
-	table, err := s.hostTable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := table.byDevice[dev]; !ok {
+	if !refreshedHas(t, s, dev) {
 		t.Fatalf("Refresh after MountsChanged did not read the new mount %s", dev)
 	}
 	if err := unix.Unmount(dir, 0); err != nil {

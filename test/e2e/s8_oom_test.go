@@ -113,6 +113,13 @@ func oomLoop(t *testing.T, emptyDir bool) {
 		t.Logf("kubelet: %d containers OOM-killed; shmwatch_pod_oom_kills_total %v", before, got)
 		return nil
 	})
+	// The owner is told where the memory went, on the pod: an OOMKilledWithShm
+	// event with the kill's numbers (the 64Mi limit, the shm's share of it).
+	ev := waitEvent(t, created, "OOMKilledWithShm", time.Minute)
+	t.Logf("OOMKilledWithShm: %s", ev.Message)
+	if !strings.Contains(ev.Message, "OOM-killed at 64Mi") || !strings.Contains(ev.Message, "shared memory") {
+		t.Errorf("OOMKilledWithShm message %q: want the 64Mi limit and the shared memory named", ev.Message)
+	}
 	// The attribution names the shm and its 24 MiB.
 	out, stderr, code := agentExec(t, "scan", "-o", "json")
 	if code != 0 {
