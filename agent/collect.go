@@ -80,7 +80,10 @@ type Collector struct {
 	mounts     map[string]cachedMount
 	logged     map[string]bool
 	errTotals  map[string]uint64
-	oom        *OOMWatch              // nil: no OOM watch (WatchOOM)
+	oom *OOMWatch // nil: no OOM watch (WatchOOM)
+
+	kernelOOM  atomic.Bool            // an OOM watch runs: the kubelet's kills are not counted
+	kubeletMu  sync.Mutex             // guards kubeletOOM (collections and KubeletOOMKilled)
 	kubeletOOM map[string]*kubeletOOM // by pod uid, without an OOM watch
 
 	last atomic.Pointer[Snapshot] // the latest collection's watchView, for Last

@@ -30,6 +30,7 @@ func (c *Collector) WatchOOM(o *OOMWatch) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.oom = o
+	c.kernelOOM.Store(true)
 }
 
 // joinOOM syncs the watch with this collection's pods and copies each

@@ -1,7 +1,11 @@
 package agent
 
 import (
+	"context"
+	"slices"
+
 	"github.com/shmwatch/shmwatch/agent/podmeta"
+	"github.com/shmwatch/shmwatch/shmscan"
 )
 
 // kubeletOOM counts a pod's OOM kills from the kubelet's container statuses
@@ -18,15 +22,14 @@ type kubeletOOM struct {
 const kubeletOOMKeep = 4
 
 // joinKubeletOOM fills each pod's OOM record from the API's statuses,
-// reading the attribution from this collection (up to a scrape interval
-// after the kill; the kernel watch reads it at the kill).
+// reading the attribution from this collection for kills KubeletOOMKilled
+// did not record first.
 func (c *Collector) joinKubeletOOM(col *collection) {
 	if c.meta == nil || c.meta.Source() != podmeta.SourceAPI {
 		return // only the API reports terminations; keep what was counted
 	}
-	if c.kubeletOOM == nil {
-		c.kubeletOOM = map[string]*kubeletOOM{}
-	}
+	c.kubeletMu.Lock()
+	defer c.kubeletMu.Unlock()
 	live := make(map[string]bool, len(col.snap.Pods))
 	for i := range col.snap.Pods {
 		p := &col.snap.Pods[i]
@@ -35,22 +38,7 @@ func (c *Collector) joinKubeletOOM(col *collection) {
 			continue
 		}
 		live[p.UID] = true
-		rec := c.kubeletOOM[p.UID]
-		if rec == nil {
-			rec = &kubeletOOM{seen: map[string]bool{}}
-			c.kubeletOOM[p.UID] = rec
-		}
-		for _, k := range meta.OOMKilled {
-			if k.ContainerID == "" || rec.seen[k.ContainerID] {
-				continue
-			}
-			rec.seen[k.ContainerID] = true
-			rec.kills++
-			rec.last = append(rec.last, c.kubeletKill(p, k))
-			if len(rec.last) > kubeletOOMKeep {
-				rec.last = append(rec.last[:0:0], rec.last[len(rec.last)-kubeletOOMKeep:]...)
-			}
-		}
+		rec := c.recordKubeletKills(p, meta)
 		p.OOM = &PodOOM{Kills: rec.kills, Last: append([]OOMKill(nil), rec.last...)}
 	}
 	for uid := range c.kubeletOOM {
@@ -58,6 +46,87 @@ func (c *Collector) joinKubeletOOM(col *collection) {
 			delete(c.kubeletOOM, uid)
 		}
 	}
+}
+
+// KubeletOOMKilled records the kills the kubelet reports for a pod as soon
+// as the informer sees its status (podmeta.Config.OnOOMKilled): the pod's
+// memcg and shm are read then, not at the next collection, and the OOM kill
+// hook (events) fires at once. The pod's cgroup and mounts come from the
+// last collection; for a pod it did not know (killed before any scrape
+// saw it) a collection runs now and records the kill.
+func (c *Collector) KubeletOOMKilled(uid string) {
+	if c.kernelOOM.Load() || c.meta == nil || c.meta.Source() != podmeta.SourceAPI {
+		return
+	}
+	snap := c.Last()
+	if snap == nil {
+		return // before the first collection, which records every kill
+	}
+	for i := range snap.Pods {
+		if snap.Pods[i].UID != uid {
+			continue
+		}
+		meta, ok := c.podMeta(uid)
+		if !ok {
+			return
+		}
+		p := snap.Pods[i] // the watch view is shared: work on a copy
+		p.Shm = c.restatShm(p.Shm)
+		c.kubeletMu.Lock()
+		defer c.kubeletMu.Unlock()
+		c.recordKubeletKills(&p, meta)
+		return
+	}
+	_, _ = c.Collect(context.Background())
+}
+
+// restatShm is a copy of shm with each mount's size and use as statfs
+// says now (a failed statfs leaves the collection's).
+func (c *Collector) restatShm(shm []Shm) []Shm {
+	out := slices.Clone(shm)
+	if c.shm == nil {
+		return out
+	}
+	var ms []shmscan.Mount
+	var at []int
+	for i, s := range out {
+		if s.HostPath != "" {
+			ms = append(ms, shmscan.Mount{Device: s.Device, HostPath: s.HostPath, Source: shmscan.Source(s.Source), Volume: s.Volume})
+			at = append(at, i)
+		}
+	}
+	for k, st := range c.shm.StatHosts(ms) {
+		if st.Err == nil {
+			size, used := st.Usage.SizeBytes, st.Usage.UsedBytes
+			out[at[k]].Size, out[at[k]].Used = &size, &used
+		}
+	}
+	return out
+}
+
+// recordKubeletKills counts the pod's killed containers not counted yet,
+// each attributed now and handed to the hook; c.kubeletMu is held.
+func (c *Collector) recordKubeletKills(p *Pod, meta podmeta.Pod) *kubeletOOM {
+	if c.kubeletOOM == nil {
+		c.kubeletOOM = map[string]*kubeletOOM{}
+	}
+	rec := c.kubeletOOM[p.UID]
+	if rec == nil {
+		rec = &kubeletOOM{seen: map[string]bool{}}
+		c.kubeletOOM[p.UID] = rec
+	}
+	for _, k := range meta.OOMKilled {
+		if k.ContainerID == "" || rec.seen[k.ContainerID] {
+			continue
+		}
+		rec.seen[k.ContainerID] = true
+		rec.kills++
+		rec.last = append(rec.last, c.kubeletKill(p, k))
+		if len(rec.last) > kubeletOOMKeep {
+			rec.last = append(rec.last[:0:0], rec.last[len(rec.last)-kubeletOOMKeep:]...)
+		}
+	}
+	return rec
 }
 
 // kubeletKill is one kill the kubelet reported, with the pod's memory and

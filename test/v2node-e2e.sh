@@ -16,7 +16,8 @@ SHARED="${SHMWATCH_SHARED:-$ROOT/../shared}"
 R="$SHARED/rigs/k8s-v2node"
 export PATH="/usr/local/go/bin:$PATH"
 HELM="${SHMWATCH_HELM:-$(command -v helm || echo "$ROOT/bin/helm")}"
-NS=shmwatch-v2node REL=shmwatch-v2 TAG=v2node PORT=19852 SHM_MIB=24
+# AGENT_PORT: its own (hostNetwork), so it can share the node with make e2e's DaemonSet.
+NS=shmwatch-v2node REL=shmwatch-v2 TAG=v2node PORT=19852 AGENT_PORT=9852 SHM_MIB=24
 t0=$(date +%s)
 log() { echo "[v2node-e2e +$(( $(date +%s) - t0 ))s] $*" >&2; }
 fails=0
@@ -48,7 +49,7 @@ bash "$R/import-image.sh" "$ROOT/bin/shmwatch-$TAG.tar" >/dev/null
 log "helm install, pinned to $NODE (hostNetwork: the API is reached from the node's network only)"
 "$HELM" install "$REL" deploy/helm/shmwatch -n "$NS" --create-namespace --wait --timeout 240s \
 	--set hostNetwork=true --set auth.mode=none --set image.registry=localhost --set image.repository=shmwatch \
-	--set image.tag="$TAG" --set image.pullPolicy=Never --set-string "nodeSelector.kubernetes\.io/hostname=$NODE" \
+	--set image.tag="$TAG" --set image.pullPolicy=Never --set service.port="$AGENT_PORT" --set-string "nodeSelector.kubernetes\.io/hostname=$NODE" \
 	2>&1 | grep -v 'symbolic link' >&2
 agent=$(kubectl -n "$NS" get pod -l app.kubernetes.io/instance="$REL" -o jsonpath='{.items[0].metadata.name}')
 log "agent pod $agent"
@@ -91,7 +92,7 @@ for p in oom-emptydir oom-runtime; do
 	log "$p: the kubelet counts $k OOM kills"
 done
 
-kubectl -n "$NS" port-forward "pod/$agent" "$PORT:9850" >/dev/null 2>&1 &
+kubectl -n "$NS" port-forward "pod/$agent" "$PORT:$AGENT_PORT" >/dev/null 2>&1 &
 pf=$!
 for _ in $(seq 30); do curl -sf -o /dev/null "http://127.0.0.1:$PORT/readyz" && break; sleep 1; done
 for p in oom-emptydir oom-runtime; do

@@ -304,14 +304,18 @@ func (a *apiSource) upsert(gen uint64, obj any) {
 		return
 	}
 	rec := fromAPI(p)
+	killed := false
 	a.mu.Lock()
 	if gen == a.gen {
-		if prev, ok := a.byUID[rec.UID]; ok {
-			rec.OOMKilled = mergeOOMKilled(prev.OOMKilled, rec.OOMKilled)
-		}
+		prev := a.byUID[rec.UID]
+		killed = newKill(prev.OOMKilled, rec.OOMKilled)
+		rec.OOMKilled = mergeOOMKilled(prev.OOMKilled, rec.OOMKilled)
 		a.byUID[rec.UID] = rec
 	}
 	a.mu.Unlock()
+	if killed && a.cfg.OnOOMKilled != nil {
+		a.cfg.OnOOMKilled(rec.UID)
+	}
 }
 
 func (a *apiSource) remove(gen uint64, obj any) {

@@ -36,6 +36,16 @@ func oomKilled(p *v1.Pod) []OOMKilled {
 	return out
 }
 
+// newKill says whether cur has a killed container that old does not.
+func newKill(old, cur []OOMKilled) bool {
+	for _, k := range cur {
+		if !slices.ContainsFunc(old, func(o OOMKilled) bool { return o.ContainerID == k.ContainerID }) {
+			return true
+		}
+	}
+	return false
+}
+
 // maxOOMKilled bounds the kills a pod record keeps between two reads of it.
 const maxOOMKilled = 16
 
@@ -46,7 +56,7 @@ const maxOOMKilled = 16
 func mergeOOMKilled(old, cur []OOMKilled) []OOMKilled {
 	out := append([]OOMKilled(nil), old...)
 	for _, k := range cur {
-		if !slices.ContainsFunc(out, func(o OOMKilled) bool { return o.ContainerID == k.ContainerID }) {
+		if newKill(out, []OOMKilled{k}) {
 			out = append(out, k)
 		}
 	}

@@ -69,3 +69,32 @@ func TestOOMKilledMergedAcrossStatusUpdates(t *testing.T) {
 		t.Errorf("merge of %d kills kept %d starting at %q, want the newest %d", len(many), len(got), got[0].ContainerID, maxOOMKilled)
 	}
 }
+
+// The informer's upsert calls OnOOMKilled once per status that brings a
+// killed container the record did not have: not for a resync of the same
+// status, not for other changes.
+func TestUpsertCallsOnOOMKilledForNewKills(t *testing.T) {
+	var calls []string
+	a := &apiSource{cfg: Config{OnOOMKilled: func(uid string) { calls = append(calls, uid) }}, byUID: map[string]Pod{}, gen: 1}
+	pod := func(killedID string) *v1.Pod {
+		p := &v1.Pod{ObjectMeta: metav1.ObjectMeta{UID: "u1", Name: "p", Namespace: "ns"}}
+		st := v1.ContainerStatus{Name: "app", ContainerID: "containerd://running"}
+		if killedID != "" {
+			st.LastTerminationState.Terminated = &v1.ContainerStateTerminated{Reason: "OOMKilled", ContainerID: "containerd://" + killedID}
+		}
+		p.Status.ContainerStatuses = []v1.ContainerStatus{st}
+		return p
+	}
+	for i, step := range []struct {
+		killed string
+		calls  int
+	}{{"", 0}, {"a", 1}, {"a", 1}, {"b", 2}, {"b", 2}} {
+		a.upsert(1, pod(step.killed))
+		if len(calls) != step.calls {
+			t.Fatalf("step %d (killed %q): %d calls, want %d", i, step.killed, len(calls), step.calls)
+		}
+	}
+	if calls[0] != "u1" {
+		t.Errorf("called with %q, want the pod's uid", calls[0])
+	}
+}

@@ -122,6 +122,10 @@ type Config struct {
 	RestartAfter time.Duration
 	// LogsCacheTTL is how long a read of LogRoot is reused.
 	LogsCacheTTL time.Duration
+	// OnOOMKilled, when set, is called with a pod's uid as soon as the
+	// informer sees a status with an OOMKilled termination the pod's record
+	// did not have. It runs on the informer's goroutine: it must not block.
+	OnOOMKilled func(uid string)
 }
 
 func (c *Config) setDefaults() {

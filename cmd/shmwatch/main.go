@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
@@ -73,9 +74,17 @@ func (f *nodeFlags) openNode(ctx context.Context, log *zap.Logger, reads agent.C
 	}
 	scanner := shmscan.NewScanner(shmscan.Config{ProcRoot: procRoot, HostPID: f.resolveHostPID(procRoot, log), StatfsTimeout: f.statfsTimeout})
 	var meta podmeta.Provider
+	// The informer tells the collector of an OOMKilled status at once; the
+	// collector is made after the informer starts.
+	var col atomic.Pointer[agent.Collector]
 	if !f.allCgroups {
 		meta, err = podmeta.Start(ctx, podmeta.Config{
 			Kubeconfig: f.kubeconfig, NodeName: f.nodeName, LogRoot: f.path(f.logRoot), Logger: log.Named("podmeta"),
+			OnOOMKilled: func(uid string) {
+				if c := col.Load(); c != nil {
+					go c.KubeletOOMKilled(uid) // reads files: off the informer's goroutine
+				}
+			},
 		})
 		if err != nil {
 			return nil, nil, fmt.Errorf("start pod metadata: %w", err)
@@ -83,8 +92,8 @@ func (f *nodeFlags) openNode(ctx context.Context, log *zap.Logger, reads agent.C
 	}
 	cfg := reads
 	cfg.NodeName, cfg.CgroupRoot, cfg.AllCgroups, cfg.OrphanGrace = f.nodeName, f.cgroupRoot, f.allCgroups, f.orphanGrace
-	col := agent.NewCollector(cfg, cg, scanner, meta, log)
-	return col, meta, nil
+	col.Store(agent.NewCollector(cfg, cg, scanner, meta, log))
+	return col.Load(), meta, nil
 }
 
 // resolveHostPID picks the process whose mount table and root are the

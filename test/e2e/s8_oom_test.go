@@ -89,6 +89,16 @@ func oomLoop(t *testing.T, emptyDir bool) {
 		}
 		return kills, kills >= 2
 	}
+	// When the test first sees the kill in the pod's status (polled every
+	// 200 ms): the agent's informer sees the same status update.
+	var firstSeen time.Time
+	for deadline := time.Now().Add(2 * time.Minute); firstSeen.IsZero(); time.Sleep(200 * time.Millisecond) {
+		if k, _ := kubeletKills(); k >= 1 {
+			firstSeen = time.Now()
+		} else if time.Now().After(deadline) {
+			t.Fatal("no OOM kill of PID 1 in the pod's status after 2 minutes")
+		}
+	}
 	eventually(t, 3*time.Minute, "two OOM kills of PID 1 (restartCount, OOMKilled)", func() error {
 		if k, ok := kubeletKills(); !ok {
 			return fmt.Errorf("%d kills so far", k)
@@ -116,7 +126,13 @@ func oomLoop(t *testing.T, emptyDir bool) {
 	// The owner is told where the memory went, on the pod: an OOMKilledWithShm
 	// event with the kill's numbers (the 64Mi limit, the shm's share of it).
 	ev := waitEvent(t, created, "OOMKilledWithShm", time.Minute)
-	t.Logf("OOMKilledWithShm: %s", ev.Message)
+	// Posted from the informer's callback, not at the next scrape (the
+	// test's first scrape came after the second kill).
+	lag := ev.EventTime.Sub(firstSeen)
+	t.Logf("OOMKilledWithShm %s after the test saw the kill in the status: %s", lag.Round(time.Millisecond), ev.Message)
+	if lag > 5*time.Second {
+		t.Errorf("OOMKilledWithShm came %s after the status showed the kill, want it within seconds", lag)
+	}
 	if !strings.Contains(ev.Message, "OOM-killed at 64Mi") || !strings.Contains(ev.Message, "shared memory") {
 		t.Errorf("OOMKilledWithShm message %q: want the 64Mi limit and the shared memory named", ev.Message)
 	}
