@@ -77,10 +77,10 @@ type Collector struct {
 	// mounts caches what is at each container's /dev/shm, keyed by
 	// container cgroup path: it is fixed for the container's lifetime, so
 	// only statfs runs on every collection.
-	mounts     map[string]cachedMount
-	logged     map[string]bool
-	errTotals  map[string]uint64
-	oom *OOMWatch // nil: no OOM watch (WatchOOM)
+	mounts    map[string]cachedMount
+	logged    map[string]bool
+	errTotals map[string]uint64
+	oom       *OOMWatch // nil: no OOM watch (WatchOOM)
 
 	kernelOOM  atomic.Bool            // an OOM watch runs: the kubelet's kills are not counted
 	kubeletMu  sync.Mutex             // guards kubeletOOM (collections and KubeletOOMKilled)
