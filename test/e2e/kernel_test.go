@@ -230,9 +230,10 @@ func statfs(t *testing.T, path string) fsUsage {
 // dfShm is `df -k /dev/shm` inside the container, in bytes.
 func dfShm(t *testing.T, p *corev1.Pod, container string) fsUsage {
 	t.Helper()
-	out, code := execIn(t, p.Namespace, p.Name, container, "df", "-k", "/dev/shm")
+	// stdout only: kubectl logs its own warnings (websocket streams) to stderr.
+	out, stderr, code := execSplit(t, p.Namespace, p.Name, container, "df", "-k", "/dev/shm")
 	if code != 0 {
-		t.Fatalf("df -k /dev/shm in %s exited %d: %s", p.Name, code, out)
+		t.Fatalf("df -k /dev/shm in %s exited %d: %s%s", p.Name, code, out, stderr)
 	}
 	return parseDf(t, out)
 }
