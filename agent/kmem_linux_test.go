@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/shmwatch/shmwatch/internal/realkernel"
 	"os"
 	"strconv"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/shmwatch/shmwatch/cgroupfs"
+	"github.com/shmwatch/shmwatch/internal/realkernel"
 )
 
 // TestRealKernelKmemLayer builds two kubelet-like pods in this machine's v1

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/shmwatch/shmwatch/cgroupfs"
+	"github.com/shmwatch/shmwatch/internal/podtree"
 	"github.com/shmwatch/shmwatch/shmscan"
 )
 
@@ -35,7 +36,7 @@ func TestOOMWatchChurn(t *testing.T) {
 		ct := pod.newContainer(t)
 		waitFor(t, func() bool { return fs.Hierarchy.Mode == cgroupfs.ModeV2 || o.Watches() == watches+1 }, "the new container watched")
 		if i%killEvery == 0 {
-			runUntilKilled(t, fs.Hierarchy.MemoryRoot+ct.Path, filepath.Join(shmDir, "fill"), 4<<20)
+			podtree.KillInCgroup(t, fs.Hierarchy.MemoryRoot+ct.Path, filepath.Join(shmDir, "fill"), 4<<20)
 			kills++
 			waitFor(t, func() bool { rec, _ := o.Pod(pod.path); return rec.Kills == uint64(kills) }, "the kill counted")
 		}

@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/shmwatch/shmwatch/internal/realkernel"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -17,45 +15,13 @@ import (
 
 	"github.com/shmwatch/shmwatch/cgroupfs"
 	"github.com/shmwatch/shmwatch/internal/podtree"
+	"github.com/shmwatch/shmwatch/internal/realkernel"
 	"github.com/shmwatch/shmwatch/shmscan"
 )
 
-// oomHelperEnv makes the test binary a container process: it joins the
-// cgroup named by the variable, writes OOM_HELPER_FILL bytes to the file
-// OOM_HELPER_SHM, and grows its anonymous memory until the OOM killer ends it.
-const oomHelperEnv = "SHMWATCH_AGENT_OOM_HELPER"
-
-// heap keeps the helper's memory reachable.
-var heap [][]byte
-
 func TestMain(m *testing.M) {
-	if dir := os.Getenv(oomHelperEnv); dir != "" {
-		if err := oomHelper(dir); err != nil {
-			fmt.Fprintln(os.Stderr, "helper:", err)
-			os.Exit(3)
-		}
-	}
+	podtree.RunOOMHelper()
 	os.Exit(m.Run())
-}
-
-func oomHelper(dir string) error {
-	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte("0"), 0); err != nil {
-		return err
-	}
-	fill, err := strconv.Atoi(os.Getenv("OOM_HELPER_FILL"))
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(os.Getenv("OOM_HELPER_SHM"), make([]byte, fill), 0o644); err != nil {
-		return err
-	}
-	for {
-		b := make([]byte, 1<<20)
-		for i := 0; i < len(b); i += 4096 {
-			b[i] = 1
-		}
-		heap = append(heap, b)
-	}
 }
 
 // TestOOMWatchKernel is the 20-kill test without a shell or podtree, so it
@@ -93,7 +59,7 @@ func TestOOMWatchKernel(t *testing.T) {
 	exact, near := 0, 0
 	var replaced time.Duration // the test's own removal and mkdir; rmdir waits for the dead process to leave
 	for i := range kills {
-		runUntilKilled(t, fs.Hierarchy.MemoryRoot+ctr.Path, filepath.Join(shmDir, "fill"), fill)
+		podtree.KillInCgroup(t, fs.Hierarchy.MemoryRoot+ctr.Path, filepath.Join(shmDir, "fill"), fill)
 		dead := time.Now()
 		// containerd removes a dead container's cgroup after its shim
 		// reports the exit, hundreds of ms later; 100 ms is inside the
@@ -202,17 +168,6 @@ func (p *kernelPodCgroup) removeContainer(t *testing.T, ct cgroupfs.Container) {
 	t.Helper()
 	if err := rmdirWait(p.fs.Hierarchy.MemoryRoot + ct.Path); err != nil {
 		t.Fatal(err)
-	}
-}
-
-func runUntilKilled(t *testing.T, dir, shmFile string, fill int) {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), oomHelperEnv+"="+dir, "OOM_HELPER_SHM="+shmFile, "OOM_HELPER_FILL="+strconv.Itoa(fill))
-	out, err := cmd.CombinedOutput()
-	var exit *exec.ExitError
-	if !errors.As(err, &exit) || exit.ExitCode() != -1 {
-		t.Fatalf("helper did not die by a signal: %v: %s", err, out)
 	}
 }
 

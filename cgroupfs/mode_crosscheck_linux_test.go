@@ -1,10 +1,11 @@
 package cgroupfs
 
 import (
-	"github.com/shmwatch/shmwatch/internal/realkernel"
 	"testing"
 
 	"github.com/containerd/cgroups/v3"
+
+	"github.com/shmwatch/shmwatch/internal/realkernel"
 )
 
 // TestDetectHierarchyAgreesWithContainerd cross-checks our mount-table

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/shmwatch/shmwatch/internal/realkernel"
 	"io"
 	"os"
 	"os/exec"
@@ -18,6 +17,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/shmwatch/shmwatch/internal/realkernel"
 )
 
 // helperEnv makes the test binary act as a container process (see runHelper).

@@ -3,7 +3,6 @@ package shmscan
 import (
 	"errors"
 	"fmt"
-	"github.com/shmwatch/shmwatch/internal/realkernel"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -12,6 +11,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
+
+	"github.com/shmwatch/shmwatch/internal/realkernel"
 )
 
 const mib = 1 << 20

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/shmwatch/shmwatch/internal/realkernel"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/shmwatch/shmwatch/agent"
 	"github.com/shmwatch/shmwatch/cgroupfs"
+	"github.com/shmwatch/shmwatch/internal/realkernel"
 	"github.com/shmwatch/shmwatch/shmscan"
 )
 

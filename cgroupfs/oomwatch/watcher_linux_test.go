@@ -6,38 +6,19 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/shmwatch/shmwatch/internal/realkernel"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/shmwatch/shmwatch/cgroupfs"
+	"github.com/shmwatch/shmwatch/internal/podtree"
+	"github.com/shmwatch/shmwatch/internal/realkernel"
 )
 
-// helperEnv makes the test binary act as a process that joins a cgroup
-// and grows its anonymous memory until the OOM killer ends it.
-const helperEnv = "SHMWATCH_OOMWATCH_HELPER"
-
-// heap keeps the helper's memory reachable.
-var heap [][]byte
-
 func TestMain(m *testing.M) {
-	if dir := os.Getenv(helperEnv); dir != "" {
-		if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte("0"), 0); err != nil {
-			fmt.Fprintln(os.Stderr, "helper:", err)
-			os.Exit(3)
-		}
-		for {
-			b := make([]byte, 1<<20)
-			for i := 0; i < len(b); i += 4096 {
-				b[i] = 1
-			}
-			heap = append(heap, b)
-		}
-	}
+	podtree.RunOOMHelper()
 	os.Exit(m.Run())
 }
 
@@ -91,18 +72,6 @@ func kindOf(h cgroupfs.Hierarchy) Kind {
 	return KindEventfd
 }
 
-// oomKill runs a helper in dir until the OOM killer kills it.
-func oomKill(t *testing.T, dir string) {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"="+dir)
-	err := cmd.Run()
-	var exit *exec.ExitError
-	if !errors.As(err, &exit) || exit.ExitCode() != -1 {
-		t.Fatalf("helper did not die by a signal: %v", err)
-	}
-}
-
 // TestWatcherOOMAndRemoval: an OOM kill in a watched cgroup wakes the
 // watcher, a new child cgroup is reported, and removing the cgroup ends
 // the watch (v1: with a Gone event; v2: by Unwatch) with no fd left.
@@ -125,7 +94,7 @@ func TestWatcherOOMAndRemoval(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx, func(e Event) { events <- e }) }()
 
-	oomKill(t, dir)
+	podtree.KillInCgroup(t, dir, "", 0)
 	wantEvent(t, events, Event{Dir: dir})
 	fs := cgroupfs.NewFSAt(h, "/proc")
 	rel := dir[len(h.MemoryRoot):]

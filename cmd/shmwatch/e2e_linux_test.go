@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/shmwatch/shmwatch/internal/realkernel"
 	"io"
 	"net/http"
 	"net/url"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/shmwatch/shmwatch/internal/podtree"
+	"github.com/shmwatch/shmwatch/internal/realkernel"
 )
 
 const mib = 1 << 20

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"github.com/shmwatch/shmwatch/internal/realkernel"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/shmwatch/shmwatch/internal/podtree"
+	"github.com/shmwatch/shmwatch/internal/realkernel"
 )
 
 // withoutCaps is a command prefix that runs the agent as root without the

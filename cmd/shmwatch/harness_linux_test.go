@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"github.com/shmwatch/shmwatch/internal/realkernel"
 	"io"
 	"net"
 	"net/http"
@@ -21,6 +20,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/shmwatch/shmwatch/internal/realkernel"
 )
 
 // binPath is the shmwatch binary TestMain built for the process-level tests;

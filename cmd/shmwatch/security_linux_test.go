@@ -8,7 +8,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
-	"github.com/shmwatch/shmwatch/internal/realkernel"
 	"io"
 	"math/big"
 	"net"
@@ -24,6 +23,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/shmwatch/shmwatch/internal/podtree"
+	"github.com/shmwatch/shmwatch/internal/realkernel"
 )
 
 // writeSelfSigned writes a fresh P-256 certificate for 127.0.0.1 and its key.
