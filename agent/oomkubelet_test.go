@@ -51,11 +51,8 @@ func TestKubeletOOMCountsEachKilledContainerOnce(t *testing.T) {
 // kill before any collection (the OOM kill hook fires with its
 // attribution), and the next collection counts it once.
 func TestKubeletOOMKilledRecordsAtOnce(t *testing.T) {
-	ft := buildV1Fixture(t)
 	meta := fixtureMeta()
-	hooked := make(chan OOMKill, 4)
-	col := NewCollector(Config{NodeName: "fixture-node", CgroupRoot: "/", OnOOMKill: func(k OOMKill) { hooked <- k }},
-		cgroupfs.NewFSAt(ft.Hierarchy, ft.ProcRoot), nil, meta, nil)
+	col, hooked := hookedCollector(t, meta)
 	col.KubeletOOMKilled(guarUID) // before any collection: nothing known, nothing recorded
 	if _, err := col.Collect(context.Background()); err != nil {
 		t.Fatal(err)
@@ -93,11 +90,8 @@ func TestKubeletOOMKilledRecordsAtOnce(t *testing.T) {
 // A kill of a pod the last collection did not know runs a collection,
 // which records it.
 func TestKubeletOOMKilledUnknownPodCollects(t *testing.T) {
-	ft := buildV1Fixture(t)
 	meta := fixtureMeta()
-	hooked := make(chan OOMKill, 4)
-	col := NewCollector(Config{NodeName: "fixture-node", CgroupRoot: "/", OnOOMKill: func(k OOMKill) { hooked <- k }},
-		cgroupfs.NewFSAt(ft.Hierarchy, ft.ProcRoot), nil, meta, nil)
+	col, hooked := hookedCollector(t, meta)
 	col.last.Store(&Snapshot{Time: time.Now()}) // a collection that knew no pods
 	col.KubeletOOMKilled(guarUID)
 	select {
@@ -111,4 +105,14 @@ func TestKubeletOOMKilledUnknownPodCollects(t *testing.T) {
 	if snap := col.Last(); len(snap.Pods) == 0 {
 		t.Error("no collection ran")
 	}
+}
+
+// hookedCollector is a collector over the v1 fixture tree whose OOM kill
+// hook sends each kill to the channel it returns.
+func hookedCollector(t *testing.T, meta *staticMeta) (*Collector, chan OOMKill) {
+	ft := buildV1Fixture(t)
+	hooked := make(chan OOMKill, 4)
+	col := NewCollector(Config{NodeName: "fixture-node", CgroupRoot: "/", OnOOMKill: func(k OOMKill) { hooked <- k }},
+		cgroupfs.NewFSAt(ft.Hierarchy, ft.ProcRoot), nil, meta, nil)
+	return col, hooked
 }
