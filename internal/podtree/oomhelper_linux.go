@@ -26,13 +26,22 @@ func RunOOMHelper() {
 	if dir == "" {
 		return
 	}
-	if err := oomHelper(dir); err != nil {
+	if err := joinAndFill(dir); err != nil {
 		fmt.Fprintln(os.Stderr, "oom helper:", err)
 		os.Exit(3)
 	}
+	for {
+		b := make([]byte, 1<<20)
+		for i := 0; i < len(b); i += 4096 {
+			b[i] = 1
+		}
+		oomHeap = append(oomHeap, b)
+	}
 }
 
-func oomHelper(dir string) error {
+// joinAndFill moves this process into the cgroup at dir and writes the
+// shm fill the environment asks for.
+func joinAndFill(dir string) error {
 	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte("0"), 0); err != nil {
 		return err
 	}
@@ -45,13 +54,7 @@ func oomHelper(dir string) error {
 			return err
 		}
 	}
-	for {
-		b := make([]byte, 1<<20)
-		for i := 0; i < len(b); i += 4096 {
-			b[i] = 1
-		}
-		oomHeap = append(oomHeap, b)
-	}
+	return nil
 }
 
 // KillInCgroup re-runs the test binary as the OOM helper in cgroup
