@@ -90,9 +90,8 @@ type Collector struct {
 }
 
 type cachedMount struct {
-	mount   shmscan.Mount
-	ok      bool // false: the container has no /dev/shm
-	sandbox bool // the container's only process is the pause process
+	mount   *shmscan.Mount // nil: the container has no /dev/shm (small map values stay inline)
+	sandbox bool           // the container's only process is the pause process
 	seen    uint64
 }
 

@@ -58,7 +58,20 @@ type oomPod struct {
 	kills                      uint64
 	last                       []OOMKill
 	mounts                     []shmscan.Mount // the pod's host-visible shm mounts, from the last collection
-	names                      map[string]string
+	names                      []idName // the containers of the last collection
+}
+
+type idName struct{ id, name string }
+
+// containerName is the name of the container with the given id; "" when
+// the last collection did not see it.
+func (p *oomPod) containerName(id string) string {
+	for _, c := range p.names {
+		if c.id == id {
+			return c.name
+		}
+	}
+	return ""
 }
 
 // oomCgroup is one watched cgroup: the pod's on v2, a container's on v1.
@@ -89,7 +102,7 @@ func NewOOMWatch(fs *cgroupfs.FS, shm *shmscan.Scanner, cfg OOMConfig, log *zap.
 	if v2 {
 		kind = oomwatch.KindInotify
 	}
-	w, err := oomwatch.New(kind, cfg.MaxWatches)
+	w, err := oomwatch.New(kind, fs.Hierarchy.MemoryRoot, cfg.MaxWatches)
 	if err != nil {
 		return nil, fmt.Errorf("oom watch: %w", err)
 	}
@@ -134,8 +147,6 @@ func (o *OOMWatch) FDs() int     { return o.w.FDs() }
 func (o *OOMWatch) WatchFailures() uint64        { return o.watchFails.Load() }
 func (o *OOMWatch) DroppedNotifications() uint64 { return o.dropped.Load() }
 
-func (o *OOMWatch) abs(p string) string { return o.fs.Hierarchy.MemoryRoot + p }
-
 // Sync follows the pods of one collection: it watches new pods and
 // containers and forgets pods whose cgroup is no longer listed. mounts
 // are each pod's shm mounts with a host path, by pod cgroup path.
@@ -146,8 +157,9 @@ func (o *OOMWatch) Sync(pods []Pod, src []*cgroupfs.Pod, mounts map[string][]shm
 	for i := range pods {
 		p := o.pod(src[i])
 		p.uid, p.namespace, p.name, p.mounts = pods[i].UID, pods[i].Namespace, pods[i].Name, mounts[p.path]
+		p.names = p.names[:0]
 		for _, ct := range pods[i].Containers {
-			p.names[ct.ID] = ct.Name
+			p.names = append(p.names, idName{id: ct.ID, name: ct.Name})
 		}
 		seen[p.path] = true
 		o.follow(p, src[i].Containers)
@@ -162,7 +174,7 @@ func (o *OOMWatch) Sync(pods []Pod, src []*cgroupfs.Pod, mounts map[string][]shm
 func (o *OOMWatch) pod(cp *cgroupfs.Pod) *oomPod {
 	p, ok := o.pods[cp.Path]
 	if !ok {
-		p = &oomPod{path: cp.Path, names: map[string]string{}}
+		p = &oomPod{path: cp.Path}
 		o.pods[cp.Path] = p
 	}
 	return p
@@ -175,7 +187,7 @@ func (o *OOMWatch) follow(p *oomPod, ctrs []cgroupfs.Container) {
 		o.watch(p, p.path, "")
 		return
 	}
-	if err := o.w.WatchChildren(o.abs(p.path)); err != nil {
+	if err := o.w.WatchChildren(p.path); err != nil {
 		o.watchFailed(p.path, err)
 	}
 	for _, ct := range ctrs {
@@ -189,7 +201,7 @@ func (o *OOMWatch) watch(p *oomPod, cgPath, containerID string) {
 	if _, ok := o.cgroups[cgPath]; ok {
 		return
 	}
-	if err := o.w.Watch(o.abs(cgPath)); err != nil {
+	if err := o.w.Watch(cgPath); err != nil {
 		o.watchFailed(cgPath, err)
 		return
 	}
@@ -226,10 +238,10 @@ func (o *OOMWatch) killCount(cg *oomCgroup, kills, group uint64) uint64 {
 }
 
 func (o *OOMWatch) forget(p *oomPod) {
-	o.w.UnwatchChildren(o.abs(p.path))
+	o.w.UnwatchChildren(p.path)
 	for path, cg := range o.cgroups {
 		if cg.pod == p {
-			o.w.Unwatch(o.abs(path))
+			o.w.Unwatch(path)
 			delete(o.cgroups, path)
 		}
 	}
@@ -251,20 +263,19 @@ func (o *OOMWatch) counters(cgPath string) (kills, group uint64, hasGroup, ok bo
 
 // handle runs in the watcher's goroutine for each wake-up.
 func (o *OOMWatch) handle(ev oomwatch.Event) {
-	rel := ev.Dir[len(o.fs.Hierarchy.MemoryRoot):]
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	switch {
 	case ev.Created != "":
-		o.created(rel, ev.Created)
+		o.created(ev.Dir, ev.Created)
 	case ev.Gone:
-		delete(o.cgroups, rel)
-		if p, ok := o.pods[rel]; ok && o.v2 {
+		delete(o.cgroups, ev.Dir)
+		if p, ok := o.pods[ev.Dir]; ok && o.v2 {
 			o.forget(p)
 		}
 	default:
-		if cg, ok := o.cgroups[rel]; ok && !o.checking[rel] {
-			o.checking[rel] = true
+		if cg, ok := o.cgroups[ev.Dir]; ok && !o.checking[ev.Dir] {
+			o.checking[ev.Dir] = true
 			go o.check(cg)
 		}
 	}
@@ -356,7 +367,7 @@ func (o *OOMWatch) rose(cg *oomCgroup, kills, group uint64) bool {
 		k.GroupKills = &dg
 	}
 	if cg.containerID != "" {
-		k.Container = p.names[cg.containerID]
+		k.Container = p.containerName(cg.containerID)
 		if k.Container == "" {
 			k.Container = shortID(cg.containerID)
 		}

@@ -94,7 +94,7 @@ func (c *Collector) containerShm(col *collection, pod int, ct *Container, cgPath
 		return pending
 	}
 	ct.Sandbox = ct.Sandbox || cm.sandbox
-	if !cm.ok {
+	if cm.mount == nil {
 		return pending
 	}
 	if i, dup := byDevice[cm.mount.Device]; dup {
@@ -104,10 +104,10 @@ func (c *Collector) containerShm(col *collection, pod int, ct *Container, cgPath
 		}
 		return pending
 	}
-	s := newShm(cm.mount)
+	s := newShm(*cm.mount)
 	switch {
 	case cm.mount.HostPath != "":
-		pending = append(pending, pendingStat{pod: pod, shm: len(p.Shm), mount: cm.mount})
+		pending = append(pending, pendingStat{pod: pod, shm: len(p.Shm), mount: *cm.mount})
 	default:
 		u, err := c.statThroughContainer(cgPath)
 		setUsage(p, &s, u, err)
@@ -168,7 +168,10 @@ func (c *Collector) containerMount(cgPath string, epoch uint64) (cachedMount, er
 	if err != nil {
 		return cachedMount{}, err
 	}
-	cm := cachedMount{mount: m, ok: ok, seen: epoch}
+	cm := cachedMount{seen: epoch}
+	if ok {
+		cm.mount = &m
+	}
 	c.mounts[cgPath] = cm
 	return cm, nil
 }

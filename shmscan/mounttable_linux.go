@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/moby/sys/mountinfo"
 )
@@ -34,14 +35,17 @@ func parseMountinfo(data []byte, keep func(*mountinfo.Info) bool) ([]mountEntry,
 	if err != nil {
 		return nil, fmt.Errorf("parse mountinfo: %w", err)
 	}
+	// The library's fields are substrings of their line: cloned, the
+	// entries kept (the host table lives until the table changes) do not
+	// hold every line's bytes.
 	out := make([]mountEntry, 0, len(infos))
 	for _, i := range infos {
 		out = append(out, mountEntry{
 			device:     strconv.Itoa(i.Major) + ":" + strconv.Itoa(i.Minor),
-			root:       i.Root,
-			mountPoint: i.Mountpoint,
-			fsType:     i.FSType,
-			superOpts:  i.VFSOptions,
+			root:       strings.Clone(i.Root),
+			mountPoint: strings.Clone(i.Mountpoint),
+			fsType:     strings.Clone(i.FSType),
+			superOpts:  strings.Clone(i.VFSOptions),
 		})
 	}
 	return out, nil

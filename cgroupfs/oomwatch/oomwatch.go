@@ -33,7 +33,7 @@ const (
 
 // Event is one wake-up for one watched cgroup directory.
 type Event struct {
-	// Dir is the cgroup directory as given to Watch.
+	// Dir is the cgroup directory as given to Watch or WatchChildren.
 	Dir string
 	// Gone is true when the kernel says the cgroup was removed (v1 only);
 	// the watch is dropped already.

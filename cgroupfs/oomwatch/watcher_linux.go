@@ -17,6 +17,7 @@ import (
 // Watcher holds the watches of one kind and delivers their wake-ups.
 type Watcher struct {
 	kind Kind
+	root string // prefix of every watched directory
 	max  int
 	epfd int
 	stop int // eventfd that ends Run
@@ -25,16 +26,18 @@ type Watcher struct {
 	mu      sync.Mutex
 	closed  bool
 	running bool
-	byDir   map[string]int32 // dir -> inotify wd or eventfd
-	byKey   map[int32]string // inotify wd or eventfd -> dir
+	byDir   map[string]int32 // dir as given -> inotify wd or eventfd
+	byKey   map[int32]string // inotify wd or eventfd -> dir as given
 	// children are the directories watched for new subdirectories
 	// (IN_CREATE), by inotify wd; they share the inotify fd.
 	children   map[int32]string
 	childByDir map[string]int32
 }
 
-// New returns a Watcher of the given kind holding at most max watches.
-func New(kind Kind, max int) (*Watcher, error) {
+// New returns a Watcher of the given kind holding at most max watches of
+// directories below root: a directory is given and reported relative to it,
+// so the Watcher keeps the owner's strings rather than copies.
+func New(kind Kind, root string, max int) (*Watcher, error) {
 	if kind != KindInotify && kind != KindEventfd {
 		return nil, fmt.Errorf("oomwatch: unknown kind %q", kind)
 	}
@@ -42,7 +45,7 @@ func New(kind Kind, max int) (*Watcher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("oomwatch: epoll_create1: %w", err)
 	}
-	w := &Watcher{kind: kind, max: max, epfd: epfd, stop: -1, ino: -1,
+	w := &Watcher{kind: kind, root: root, max: max, epfd: epfd, stop: -1, ino: -1,
 		byDir: map[string]int32{}, byKey: map[int32]string{},
 		children: map[int32]string{}, childByDir: map[string]int32{}}
 	if w.stop, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
@@ -77,8 +80,8 @@ func (w *Watcher) poll(fd int) error {
 // Kind says which kernel interface this Watcher uses.
 func (w *Watcher) Kind() Kind { return w.kind }
 
-// Watch starts watching the cgroup directory dir (an absolute path). A
-// directory already watched is left as it is.
+// Watch starts watching the cgroup directory root+dir. A directory already
+// watched is left as it is.
 func (w *Watcher) Watch(dir string) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -101,7 +104,7 @@ func (w *Watcher) Watch(dir string) error {
 
 func (w *Watcher) add(dir string) (int32, error) {
 	if w.kind == KindInotify {
-		file := filepath.Join(dir, "memory.events")
+		file := filepath.Join(w.root+dir, "memory.events")
 		wd, err := unix.InotifyAddWatch(w.ino, file, unix.IN_MODIFY)
 		if err != nil {
 			return 0, fmt.Errorf("inotify_add_watch %s: %w", file, err)
@@ -114,7 +117,7 @@ func (w *Watcher) add(dir string) (int32, error) {
 // addEventfd registers an eventfd for dir's memory.oom_control. The
 // control file's fd is needed only while registering.
 func (w *Watcher) addEventfd(dir string) (int32, error) {
-	ctl := filepath.Join(dir, "memory.oom_control")
+	ctl := filepath.Join(w.root+dir, "memory.oom_control")
 	cfd, err := unix.Open(ctl, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return 0, fmt.Errorf("open %s: %w", ctl, err)
@@ -124,7 +127,7 @@ func (w *Watcher) addEventfd(dir string) (int32, error) {
 	if err != nil {
 		return 0, fmt.Errorf("eventfd for %s: %w", dir, err)
 	}
-	reg := filepath.Join(dir, "cgroup.event_control")
+	reg := filepath.Join(w.root+dir, "cgroup.event_control")
 	if err := writeFile(reg, strconv.Itoa(efd)+" "+strconv.Itoa(cfd)); err != nil {
 		unix.Close(efd)
 		return 0, fmt.Errorf("register oom eventfd in %s: %w", reg, err)
@@ -189,7 +192,7 @@ func (w *Watcher) FDs() int {
 	return 3 + len(w.byDir)
 }
 
-// WatchChildren reports each subdirectory created in dir as an Event with
+// WatchChildren reports each subdirectory created in root+dir as an Event with
 // Created set, so a new container cgroup is watched before it can run
 // anything. Removing dir ends the watch. It counts against the limit.
 func (w *Watcher) WatchChildren(dir string) error {
@@ -204,9 +207,9 @@ func (w *Watcher) WatchChildren(dir string) error {
 	if len(w.byDir)+len(w.childByDir) >= w.max {
 		return fmt.Errorf("watch children of %s: %w (%d)", dir, ErrTooMany, w.max)
 	}
-	wd, err := unix.InotifyAddWatch(w.ino, dir, unix.IN_CREATE|unix.IN_ONLYDIR)
+	wd, err := unix.InotifyAddWatch(w.ino, w.root+dir, unix.IN_CREATE|unix.IN_ONLYDIR)
 	if err != nil {
-		return fmt.Errorf("inotify_add_watch %s: %w", dir, err)
+		return fmt.Errorf("inotify_add_watch %s: %w", w.root+dir, err)
 	}
 	w.children[int32(wd)], w.childByDir[dir] = dir, int32(wd)
 	return nil
@@ -296,7 +299,7 @@ func (w *Watcher) readEventfd(fd int32, notify func(Event)) {
 	if !ok {
 		return
 	}
-	gone := unix.Access(filepath.Join(dir, "memory.oom_control"), unix.F_OK) != nil
+	gone := unix.Access(filepath.Join(w.root+dir, "memory.oom_control"), unix.F_OK) != nil
 	w.deliver(fd, gone, notify)
 }
 

@@ -77,16 +77,18 @@ func kindOf(h cgroupfs.Hierarchy) Kind {
 // the watch (v1: with a Gone event; v2: by Unwatch) with no fd left.
 func TestWatcherOOMAndRemoval(t *testing.T) {
 	h, dir := testCgroup(t)
-	w, err := New(kindOf(h), 8)
+	// Watched below the hierarchy's root, as the agent does.
+	rel := dir[len(h.MemoryRoot):]
+	w, err := New(kindOf(h), h.MemoryRoot, 8)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
 	fdsBefore := w.FDs()
-	if err := w.Watch(dir); err != nil {
+	if err := w.Watch(rel); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.WatchChildren(dir); err != nil {
+	if err := w.WatchChildren(rel); err != nil {
 		t.Fatal(err)
 	}
 	events := make(chan Event, 64)
@@ -95,9 +97,8 @@ func TestWatcherOOMAndRemoval(t *testing.T) {
 	go func() { done <- w.Run(ctx, func(e Event) { events <- e }) }()
 
 	podtree.KillInCgroup(t, dir, "", 0)
-	wantEvent(t, events, Event{Dir: dir})
+	wantEvent(t, events, Event{Dir: rel})
 	fs := cgroupfs.NewFSAt(h, "/proc")
-	rel := dir[len(h.MemoryRoot):]
 	if m := fs.MemoryFields(rel, cgroupfs.FieldEvents); m.OOMKills == nil || *m.OOMKills != 1 {
 		t.Fatalf("oom_kill after one kill: %v (errors %v)", m.OOMKills, m.Errors)
 	}
@@ -106,19 +107,19 @@ func TestWatcherOOMAndRemoval(t *testing.T) {
 	if err := os.Mkdir(child, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	wantEvent(t, events, Event{Dir: dir, Created: "child"})
+	wantEvent(t, events, Event{Dir: rel, Created: "child"})
 	if err := os.Remove(child); err != nil {
 		t.Fatal(err)
 	}
 
 	removeCgroup(t, dir)
 	if w.Kind() == KindEventfd {
-		wantEvent(t, events, Event{Dir: dir, Gone: true})
+		wantEvent(t, events, Event{Dir: rel, Gone: true})
 	} else {
 		// The inotify watch pins the removed file's inode: no IN_IGNORED
 		// comes, the owner unwatches what its listing no longer has.
-		w.Unwatch(dir)
-		w.UnwatchChildren(dir)
+		w.Unwatch(rel)
+		w.UnwatchChildren(rel)
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for w.Watches() != 0 && time.Now().Before(deadline) {
@@ -160,7 +161,7 @@ func wantEvent(t *testing.T, events <-chan Event, want Event) {
 func TestWatcherLimit(t *testing.T) {
 	_, dir := testCgroup(t)
 	h, _ := cgroupfs.DetectHierarchy("/proc")
-	w, err := New(kindOf(h), 1)
+	w, err := New(kindOf(h), "", 1)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,7 @@ import "context"
 type Watcher struct{}
 
 // New fails outside Linux.
-func New(kind Kind, max int) (*Watcher, error) { return nil, ErrUnsupported }
+func New(kind Kind, root string, max int) (*Watcher, error) { return nil, ErrUnsupported }
 
 func (w *Watcher) Kind() Kind                                        { return "" }
 func (w *Watcher) Watch(dir string) error                            { return ErrUnsupported }
