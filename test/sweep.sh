@@ -3,7 +3,7 @@
 # over mkpods.sh trees of 100, 500 and 1000 pods (floor, CPU per scrape, x_floor, idle CPU, RSS,
 # series, p99). Slow (~12 min, 4 GiB at 1000 pods), so not part of `make test`: `make sweep`.
 # Env: NS ("100 500 1000"), BENCH_DIR (../shared/bench), SHMWATCH (bin/shmwatch, built when it is
-# bin/shmwatch), PORT (19100), EXTRA_FLAGS (more shmwatch flags). Needs root and a v1 memory hierarchy.
+# bin/shmwatch), PORT (19100), EXTRA_FLAGS (more shmwatch flags), GOGC (50, as deployed). Needs root and a v1 memory hierarchy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NS=${NS:-100 500 1000}
@@ -29,6 +29,7 @@ bash "$BENCH_DIR/build.sh" >/dev/null
 # The harness tree: pods under --cgroup-root=/benchroot, emptyDirs under its kubelet root, names
 # from its log dir (degraded metadata; there is no API server).
 STATE_DIR=${STATE_DIR:-/tmp/benchroot-state}
-CMD="$SHMWATCH serve --web.listen-address=127.0.0.1:$PORT --cgroup-root=/benchroot \
+# GOGC as the DaemonSet and the chart set it (deploy/kubernetes/daemonset.yaml).
+CMD="env GOGC=${GOGC:-50} $SHMWATCH serve --web.listen-address=127.0.0.1:$PORT --cgroup-root=/benchroot \
 --log-root=/tmp/benchroot/log/pods --log.level=warn $EXTRA_FLAGS"
 STATE_DIR=$STATE_DIR bash "$BENCH_DIR/sweep.sh" "$NS" -- "$CMD" "http://127.0.0.1:$PORT/metrics" shmwatch
