@@ -67,7 +67,8 @@ if [ -z "${KUBECONFIG:-}" ]; then
   [ -x "$RIG/up.sh" ] || die "KUBECONFIG unset and no rig at $RIG (set SHMWATCH_SHARED)"
   log "KUBECONFIG unset: bringing the k8s rig up ($RIG/up.sh)"
   own_rig=1
-  KUBECONFIG="$("$RIG/up.sh")"
+  # Scenario 9's storm runs 200 pods at once: more than the kubelet's default 110.
+  KUBECONFIG="$(K8S_RIG_KUBELET_EXTRA="${K8S_RIG_KUBELET_EXTRA:---max-pods=250}" "$RIG/up.sh")"
   export KUBECONFIG
 fi
 # On the rig: kubectl on PATH and CONTAINERD_ADDRESS for ctr (keep the caller's KUBECONFIG).

@@ -1,10 +1,6 @@
 package events
 
-import (
-	"time"
-
-	"golang.org/x/time/rate"
-)
+import "time"
 
 // limiter decides which notices may become events: one per pod and reason
 // per window, and at most nodeCap a minute on the node. Not safe for
@@ -12,7 +8,7 @@ import (
 type limiter struct {
 	window time.Duration
 	last   map[limitKey]time.Time
-	node   *rate.Limiter
+	node   minuteCap
 	pruned time.Time
 }
 
@@ -33,7 +29,7 @@ func newLimiter(window time.Duration, perMinute int) *limiter {
 	return &limiter{
 		window: window,
 		last:   map[limitKey]time.Time{},
-		node:   rate.NewLimiter(rate.Every(time.Minute/time.Duration(max(perMinute, 1))), max(perMinute, 1)),
+		node:   minuteCap{sent: make([]time.Time, 0, max(perMinute, 1))},
 	}
 }
 
@@ -45,7 +41,7 @@ func (l *limiter) allow(n Notice, now time.Time) (ok bool, cause string) {
 	if t, seen := l.last[k]; seen && now.Sub(t) < l.window {
 		return false, causeWindow
 	}
-	if !l.node.AllowN(now, 1) {
+	if !l.node.allow(now) {
 		return false, causeNodeCap
 	}
 	l.last[k] = now
@@ -64,4 +60,26 @@ func (l *limiter) prune(now time.Time) {
 			delete(l.last, k)
 		}
 	}
+}
+
+// minuteCap allows at most cap(sent) events in any minute, a burst
+// included: it remembers when the last cap(sent) were sent, and one more
+// may go when the oldest of them is a minute old. (A token bucket of the
+// same rate lets twice the cap through in the minute after a burst.)
+type minuteCap struct {
+	sent   []time.Time // ring of send times, oldest at sent[oldest] once full
+	oldest int
+}
+
+func (c *minuteCap) allow(now time.Time) bool {
+	if len(c.sent) < cap(c.sent) {
+		c.sent = append(c.sent, now)
+		return true
+	}
+	if now.Sub(c.sent[c.oldest]) < time.Minute {
+		return false
+	}
+	c.sent[c.oldest] = now
+	c.oldest = (c.oldest + 1) % len(c.sent)
+	return true
 }

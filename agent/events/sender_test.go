@@ -175,17 +175,26 @@ func TestSenderNodeCap(t *testing.T) {
 	if d := testutil.ToFloat64(m.droppedVec.WithLabelValues("ShmFull", causeNodeCap)); d != 180 {
 		t.Errorf("dropped by the node cap %v, want 180", d)
 	}
-	// A minute later the cap is refilled and the pods the cap dropped get
-	// their turn: their window did not start.
-	clk.set(clk.now().Add(time.Minute))
+	// Half a minute on, the minute is still spent: the cap holds in any
+	// minute, not only on average.
+	clk.set(clk.now().Add(30 * time.Second))
+	for i := range 200 {
+		s.Notify(Notice{Pod: PodRef{UID: string(rune('a' + i)), Namespace: "ns", Name: "p"}, Reason: ShmFull})
+	}
+	if q := len(s.queue); q != 20 {
+		t.Errorf("%d events queued within the first minute, want the cap of 20", q)
+	}
+	// A minute after the first, the cap is free again and the pods the
+	// cap dropped get their turn: their window did not start.
+	clk.set(clk.now().Add(30 * time.Second))
 	for i := range 200 {
 		s.Notify(Notice{Pod: PodRef{UID: string(rune('a' + i)), Namespace: "ns", Name: "p"}, Reason: ShmFull})
 	}
 	if q := len(s.queue); q != 40 {
 		t.Errorf("%d events queued after a minute, want 40", q)
 	}
-	if d := testutil.ToFloat64(m.droppedVec.WithLabelValues("ShmFull", causeWindow)); d != 20 {
-		t.Errorf("dropped by the window %v, want the 20 sent", d)
+	if d := testutil.ToFloat64(m.droppedVec.WithLabelValues("ShmFull", causeWindow)); d != 40 {
+		t.Errorf("dropped by the window %v, want the 20 sent, at 30 s and at 60 s", d)
 	}
 }
 
