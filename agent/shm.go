@@ -80,6 +80,26 @@ func (c *Collector) podShm(col *collection, pod int, pending []pendingStat) []pe
 			p.Shm = append(p.Shm, newShm(m))
 		}
 	}
+	if len(p.Shm) == 0 {
+		pending = c.sandboxShm(col, pod, src, pending)
+	}
+	return pending
+}
+
+// sandboxShm adds the runtime's shm of a pod in which no container showed
+// a /dev/shm, as between the restarts of a crash loop: the runtime mounts
+// it on the host for the sandbox (.../sandboxes/<sandbox id>/shm), so it
+// outlives the containers and holds what they wrote, which an OOM kill's
+// attribution must name.
+func (c *Collector) sandboxShm(col *collection, pod int, src *cgroupfs.Pod, pending []pendingStat) []pendingStat {
+	p := &col.snap.Pods[pod]
+	for _, ct := range src.Containers {
+		if m, ok := c.shm.RuntimeShm(ct.ID); ok {
+			pending = append(pending, pendingStat{pod: pod, shm: len(p.Shm), mount: m})
+			p.Shm = append(p.Shm, newShm(m))
+			break
+		}
+	}
 	return pending
 }
 

@@ -65,13 +65,14 @@ func devShmEntry(data []byte) (*mountEntry, error) {
 
 // hostTable is the host mount table indexed for the joins shmscan makes.
 type hostTable struct {
-	byDevice  map[string][]mountEntry // every host mount of a device, in table order
-	devShm    string                  // device visible at the host's /dev/shm; "" if none
-	emptyDirs map[string][]Mount      // memory emptyDirs by pod uid, one per device
+	byDevice   map[string][]mountEntry // every host mount of a device, in table order
+	devShm     string                  // device visible at the host's /dev/shm; "" if none
+	emptyDirs  map[string][]Mount      // memory emptyDirs by pod uid, one per device
+	runtimeShm map[string]Mount        // runtime sandbox shm by sandbox id
 }
 
 func buildHostTable(es []mountEntry) *hostTable {
-	t := &hostTable{byDevice: map[string][]mountEntry{}, emptyDirs: map[string][]Mount{}}
+	t := &hostTable{byDevice: map[string][]mountEntry{}, emptyDirs: map[string][]Mount{}, runtimeShm: map[string]Mount{}}
 	for _, e := range es {
 		t.byDevice[e.device] = append(t.byDevice[e.device], e)
 		if e.mountPoint == "/dev/shm" {
@@ -84,6 +85,10 @@ func buildHostTable(es []mountEntry) *hostTable {
 			continue
 		}
 		o := ClassifyHostPath(e.mountPoint)
+		if o.Source == SourceRuntime {
+			t.runtimeShm[o.SandboxID] = Mount{Device: e.device, FSType: e.fsType, MountPoint: e.mountPoint,
+				HostPath: e.mountPoint, Source: SourceRuntime, SandboxID: o.SandboxID, SizeOption: parseSizeOption(e.superOpts)}
+		}
 		if o.Source != SourceEmptyDir {
 			continue
 		}

@@ -65,8 +65,13 @@ func TestHostTableFixtures(t *testing.T) {
 	if len(eds) != 1 || eds[0].Device != "0:40" || eds[0].Volume != "dshm" || eds[0].SizeOption == nil || *eds[0].SizeOption != 128<<20 {
 		t.Errorf("emptyDirs = %+v", eds)
 	}
-	if plain := fixtureHost(t, "host-mountinfo.txt"); len(plain.emptyDirs) != 0 {
-		t.Errorf("emptyDirs on a host without pods: %+v", plain.emptyDirs)
+	rs, ok := ht.runtimeShm[fixtureSandbox]
+	if !ok || len(ht.runtimeShm) != 1 || rs.Device != "0:39" || rs.Source != SourceRuntime || rs.HostPath == "" ||
+		rs.SizeOption == nil || *rs.SizeOption != 64<<20 {
+		t.Errorf("runtimeShm = %+v", ht.runtimeShm)
+	}
+	if plain := fixtureHost(t, "host-mountinfo.txt"); len(plain.emptyDirs) != 0 || len(plain.runtimeShm) != 0 {
+		t.Errorf("emptyDirs, runtime shm on a host without pods: %+v %+v", plain.emptyDirs, plain.runtimeShm)
 	}
 }
 

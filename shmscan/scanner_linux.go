@@ -375,6 +375,19 @@ func (s *Scanner) MemoryEmptyDirs(podUID string) []Mount {
 	return out
 }
 
+// RuntimeShm returns the runtime's shm of the sandbox with the given id
+// (containerd's .../sandboxes/<id>/shm) from the host mount table: it
+// outlives the sandbox's containers, so it is found while none of them
+// runs. AtDevShm is false. ok is false when the table has none.
+func (s *Scanner) RuntimeShm(sandboxID string) (m Mount, ok bool) {
+	t, err := s.hostTable()
+	if err != nil {
+		return Mount{}, false
+	}
+	m, ok = t.runtimeShm[sandboxID]
+	return m, ok
+}
+
 // hostRel turns a host mount point into a path relative to the host root,
 // refusing anything that is not a clean absolute path.
 func hostRel(p string) (string, error) {

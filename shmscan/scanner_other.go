@@ -25,6 +25,9 @@ func (*Scanner) ContainerShmMount([]int) (Mount, bool, error) {
 // MemoryEmptyDirs returns nothing.
 func (*Scanner) MemoryEmptyDirs(string) []Mount { return nil }
 
+// RuntimeShm finds nothing.
+func (*Scanner) RuntimeShm(string) (Mount, bool) { return Mount{}, false }
+
 // StatHosts fails every mount with ErrUnsupported.
 func (*Scanner) StatHosts(ms []Mount) []HostStat {
 	out := make([]HostStat, len(ms))

@@ -1,0 +1,60 @@
+package agent
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/shmwatch/shmwatch/cgroupfs"
+	"github.com/shmwatch/shmwatch/internal/podtree"
+	"github.com/shmwatch/shmwatch/shmscan"
+)
+
+// TestSandboxShmWhileContainersDown: the runtime's shm of a pod stays in
+// the snapshot, with what the dead container wrote, while no container of
+// the pod runs (a crash loop between restarts): found on the host by the
+// sandbox's id, as the attribution of an OOM kill needs it.
+func TestSandboxShmWhileContainersDown(t *testing.T) {
+	const written = 3 << 20
+	tree := podtree.New(t)
+	pod := tree.MustAddPod(podtree.Burstable)
+	sandboxID := podtree.RandomHex(32)
+	if err := os.Mkdir(filepath.Join(pod.Dir, sandboxID), 0o755); err != nil { // the pause container's cgroup
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Remove(filepath.Join(pod.Dir, sandboxID)) })
+	shm, err := pod.RuntimeShm(sandboxID, 16<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctr, err := pod.Start(shm, written)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs, err := cgroupfs.NewFS("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	scanner := shmscan.NewScanner(shmscan.Config{ProcRoot: "/proc", HostPID: hostPIDForTest(), StatfsTimeout: 2 * time.Second})
+	c := NewCollector(Config{CgroupRoot: tree.CgroupRoot}, fs, scanner, nil, nil)
+
+	running := collectPod(t, c, pod.Path)
+	if len(running.Shm) != 1 || running.Shm[0].HostPath != shm {
+		t.Fatalf("running: shm %+v, want the runtime shm at %s", running.Shm, shm)
+	}
+	if err := pod.RemoveContainer(ctr); err != nil {
+		t.Fatal(err)
+	}
+	down := collectPod(t, c, pod.Path)
+	if len(down.Shm) != 1 {
+		t.Fatalf("no container running: shm %+v, want the sandbox's runtime shm", down.Shm)
+	}
+	s := down.Shm[0]
+	if s.Source != string(shmscan.SourceRuntime) || s.HostPath != shm || len(s.Containers) != 0 {
+		t.Errorf("no container running: shm %+v, want source runtime at %s and no container", s, shm)
+	}
+	if used := tmpfsUsed(t, shm); s.Used == nil || *s.Used != used || used < written {
+		t.Errorf("used %v, statfs %d (written %d)", s.Used, used, written)
+	}
+}
