@@ -58,7 +58,7 @@ type oomPod struct {
 	kills                      uint64
 	last                       []OOMKill
 	mounts                     []shmscan.Mount // the pod's host-visible shm mounts, from the last collection
-	names                      []idName // the containers of the last collection
+	names                      []idName        // the containers of the last collection
 }
 
 type idName struct{ id, name string }
