@@ -7,9 +7,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/shmwatch/shmwatch/cgroupfs"
 	"github.com/shmwatch/shmwatch/internal/podtree"
-	"github.com/shmwatch/shmwatch/shmscan"
 )
 
 // TestWithGrowthOnRealTmpfs: a container writing 1 MiB to its emptyDir
@@ -31,11 +29,7 @@ func TestWithGrowthOnRealTmpfs(t *testing.T) {
 	if _, err := growing.StartWriter(growShm, 1<<20, 100*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
-	fs, err := cgroupfs.NewFS("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	scanner := shmscan.NewScanner(shmscan.Config{ProcRoot: "/proc", HostPID: hostPIDForTest(), StatfsTimeout: 2 * time.Second})
+	fs, scanner := hostReaders(t)
 	c := NewCollector(Config{CgroupRoot: tree.CgroupRoot}, fs, scanner, nil, nil)
 	snap, err := c.Collect(context.Background())
 	if err != nil {

@@ -32,11 +32,7 @@ func TestOOMWatchCountsEveryKillAcrossRestarts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fs, err := cgroupfs.NewFS("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	scanner := shmscan.NewScanner(shmscan.Config{ProcRoot: "/proc", HostPID: hostPIDForTest(), StatfsTimeout: 2 * time.Second})
+	fs, scanner := hostReaders(t)
 	recorded := make(chan OOMKill, 2*kills)
 	o, err := NewOOMWatch(fs, scanner, OOMConfig{OnKill: func(k OOMKill) { recorded <- k }}, nil)
 	if err != nil {
@@ -163,6 +159,16 @@ func p50(ds []time.Duration) time.Duration {
 func kernelRelease() string {
 	b, _ := os.ReadFile("/proc/sys/kernel/osrelease")
 	return string(b[:max(0, len(b)-1)])
+}
+
+// hostReaders are the cgroup and shm readers of this host, as serve makes them.
+func hostReaders(t *testing.T) (*cgroupfs.FS, *shmscan.Scanner) {
+	t.Helper()
+	fs, err := cgroupfs.NewFS("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fs, shmscan.NewScanner(shmscan.Config{ProcRoot: "/proc", HostPID: hostPIDForTest(), StatfsTimeout: 2 * time.Second})
 }
 
 func hostPIDForTest() int {

@@ -4,9 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
-	"github.com/shmwatch/shmwatch/cgroupfs"
 	"github.com/shmwatch/shmwatch/internal/podtree"
 	"github.com/shmwatch/shmwatch/shmscan"
 )
@@ -32,11 +30,7 @@ func TestSandboxShmWhileContainersDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fs, err := cgroupfs.NewFS("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	scanner := shmscan.NewScanner(shmscan.Config{ProcRoot: "/proc", HostPID: hostPIDForTest(), StatfsTimeout: 2 * time.Second})
+	fs, scanner := hostReaders(t)
 	c := NewCollector(Config{CgroupRoot: tree.CgroupRoot}, fs, scanner, nil, nil)
 
 	running := collectPod(t, c, pod.Path)
