@@ -16,6 +16,8 @@ SHARED="${SHMWATCH_SHARED:-$ROOT/../shared}"
 R="$SHARED/rigs/k8s-v2node"
 export PATH="/usr/local/go/bin:$PATH"
 HELM="${SHMWATCH_HELM:-$(command -v helm || echo "$ROOT/bin/helm")}"
+# Not on PATH and not built yet: the pinned release from Go's module proxy, as .ci/run installs it.
+[[ -x $HELM ]] || (cd /tmp && GOFLAGS= GOBIN="$ROOT/bin" go install helm.sh/helm/v4/cmd/helm@v4.3.2) >&2
 # AGENT_PORT: its own (hostNetwork), so it can share the node with make e2e's DaemonSet.
 NS=shmwatch-v2node REL=shmwatch-v2 TAG=v2node PORT=19852 AGENT_PORT=9852 SHM_MIB=24
 t0=$(date +%s)
