@@ -83,7 +83,7 @@ func needStormCapacity(t *testing.T) {
 		t.Fatal(err)
 	}
 	if free := node.Status.Allocatable.Pods().Value() - int64(len(pods.Items)); free < stormPods {
-		t.Fatalf("node %s takes %d more pods, the storm needs %d: start its kubelet with --max-pods=250 (e2e.sh does)",
+		t.Fatalf("node %s takes %d more pods, the storm needs %d: start its kubelet with --max-pods=250 (.ci/run and e2e.sh do)",
 			suite.node, free, stormPods)
 	}
 }
