@@ -116,6 +116,7 @@ func testDeletedPod(t *testing.T) {
 		VolumeMounts: []corev1.VolumeMount{{Name: "cache", MountPath: "/cache"}}})
 	spec.Spec.Volumes = []corev1.Volume{{Name: "cache", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: dir, Type: &hp}}}}
 	p := startPod(t, spec)
+	dyingEarlier := dyingMemcgs(t)
 	if out, code := execIn(t, p.Namespace, p.Name, "c", "sh", "-c", "dd if=/dev/zero of=/cache/f bs=1M count=16 && dd if=/dev/zero of=/dev/shm/f bs=1M count=4"); code != 0 {
 		t.Fatalf("write: exit %d: %s", code, out)
 	}
@@ -158,7 +159,14 @@ func testDeletedPod(t *testing.T) {
 	if uint64(dying) < min(k0, k1) || uint64(dying) > max(k0, k1) {
 		t.Errorf("shmwatch_node_memcg_cgroups{state=dying} = %v, kernel counted %d and %d around the scrape", dying, k0, k1)
 	}
-	if k0 <= dyingBefore {
+	// The count is the node's: dying memcgs of earlier work that the kernel frees meanwhile
+	// (the node was releasing them while the pod ran) can hide the pod's.
+	switch {
+	case k0 > dyingBefore:
+	case dyingBefore < dyingEarlier:
+		t.Logf("the node was releasing dying memcgs (%d -> %d while the pod ran): the pod's rise is not told apart (%d -> %d)",
+			dyingEarlier, dyingBefore, dyingBefore, k0)
+	default:
 		t.Errorf("kernel dying memcgs did not rise when the pod left page cache behind: %d -> %d", dyingBefore, k0)
 	}
 	r := scan(t)
