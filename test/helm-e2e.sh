@@ -21,9 +21,7 @@ kc="${KUBECONFIG:-$STATE/admin.kubeconfig}"
 # shellcheck disable=SC1091
 [ -f "$STATE/env.sh" ] && . "$STATE/env.sh"
 export KUBECONFIG="$kc" PATH="/usr/local/go/bin:$PATH"
-HELM="${SHMWATCH_HELM:-$(command -v helm || echo "$ROOT/bin/helm")}"
-# Not on PATH and not built yet: the pinned release from Go's module proxy, as .ci/run installs it.
-[[ -x $HELM ]] || (cd /tmp && GOFLAGS= GOBIN="$ROOT/bin" go install helm.sh/helm/v4/cmd/helm@v4.3.2) >&2
+HELM=$(bash test/helm.sh)
 NS=shmwatch-helm-e2e REL=shmwatch-e2e PORT=9851 TAG=helm-e2e
 URL="https://127.0.0.1:$PORT/metrics"
 t0=$(date +%s)

@@ -61,25 +61,17 @@ for name in base example-operator example-rig all-components; do
 	SHMWATCH_MANIFESTS=$out go test -count=1 ./deploy -run 'TestOnlyExpectedKinds|TestClusterRole|TestDaemonSet|TestChecker|TestService'
 done
 
-# The Helm chart, with helm v4 and v3 (the chart is apiVersion v2 for both):
-# each from $SHMWATCH_HELM / $SHMWATCH_HELM3, else (v4) PATH, else built from
-# the Go module proxy (pinned; about 2-4 min each the first time) into bin/.
-# v3 is built with the ldflags of its release builds (helm's Makefile): the
-# Kubernetes version it assumes (1.36, from its client-go) and its own.
-HELM_MOD=helm.sh/helm/v4/cmd/helm@v4.3.2
+# The Helm chart, with helm v4 (test/helm.sh) and v3 (the chart is apiVersion v2 for
+# both): v3 from $SHMWATCH_HELM3, else built from the Go module proxy (pinned; about
+# 2-4 min the first time) into bin/helm3, with the ldflags of its release builds (helm's
+# Makefile): the Kubernetes version it assumes (1.36, from its client-go) and its own.
 HELM3_MOD=helm.sh/helm/v3/cmd/helm@v3.21.4
 HELM3_LDFLAGS="-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=36
 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=36
 -X helm.sh/helm/v3/internal/version.version=v3.21.4"
-# helm_from ENV_VALUE INSTALLED MODULE DIR [LDFLAGS]: the helm binary to use.
-helm_from() {
-	if [[ -n $1 ]]; then echo "$1"; return; fi
-	if [[ -n $2 && -x $2 ]]; then echo "$2"; return; fi
-	[[ -x $4/helm ]] || (cd /tmp && GOFLAGS= GOBIN="$4" go install -ldflags "${5:-}" "$3") >&2
-	echo "$4/helm"
-}
-helm_bin=$(helm_from "${SHMWATCH_HELM:-}" "$(command -v helm || true)" "$HELM_MOD" "$ROOT/bin")
-helm3_bin=$(helm_from "${SHMWATCH_HELM3:-}" "" "$HELM3_MOD" "$ROOT/bin/helm3" "$HELM3_LDFLAGS")
+helm_bin=$(bash test/helm.sh)
+helm3_bin=${SHMWATCH_HELM3:-$ROOT/bin/helm3/helm}
+[[ -n ${SHMWATCH_HELM3:-} || -x $helm3_bin ]] || (cd /tmp && GOFLAGS= GOBIN="$ROOT/bin/helm3" go install -ldflags "$HELM3_LDFLAGS" "$HELM3_MOD") >&2
 for h in "$helm_bin" "$helm3_bin"; do
 	echo "== helm: $h ($("$h" version --short 2>/dev/null))"
 	"$h" lint --strict deploy/helm/shmwatch 2>&1 | grep -v 'found symbolic link'
