@@ -48,7 +48,9 @@ func TestSandboxShmWhileContainersDown(t *testing.T) {
 	if s.Source != string(shmscan.SourceRuntime) || s.HostPath != shm || len(s.Containers) != 0 {
 		t.Errorf("no container running: shm %+v, want source runtime at %s and no container", s, shm)
 	}
-	if used := tmpfsUsed(t, shm); s.Used == nil || *s.Used != used || used < written {
-		t.Errorf("used %v, statfs %d (written %d)", s.Used, used, written)
+	used := tmpfsUsed(t, shm)
+	if s.Used == nil || *s.Used != used || used < written {
+		t.Fatalf("used %v, statfs %d (written %d)", s.Used, used, written)
 	}
+	t.Logf("container removed: runtime shm %s used %d (statfs %d, written %d)", s.HostPath, *s.Used, used, written)
 }
