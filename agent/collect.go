@@ -130,8 +130,8 @@ type collection struct {
 	epoch uint64
 	// src is the cgroup of each pod in snap.Pods, index for index.
 	src []*cgroupfs.Pod
-	// kmemLimited lists cgroups with a v1 kmem limit set.
-	kmemLimited []string
+	// kmemLimits are the v1 kmem limits set, by cgroup path.
+	kmemLimits map[string]uint64
 }
 
 func (c *Collector) collect() *Snapshot {
@@ -323,9 +323,13 @@ func uniqueContainerNames(ctrs []Container) {
 }
 
 func (col *collection) noteKmem(path string, m cgroupfs.Memory) {
-	if m.KmemLimit != nil {
-		col.kmemLimited = append(col.kmemLimited, path)
+	if m.KmemLimit == nil {
+		return
 	}
+	if col.kmemLimits == nil {
+		col.kmemLimits = map[string]uint64{}
+	}
+	col.kmemLimits[path] = *m.KmemLimit
 }
 
 // dropVanished removes pods whose cgroup went away during the collection

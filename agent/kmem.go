@@ -12,7 +12,9 @@ import (
 // seed 004 checks it: is memory.kmem.slabinfo readable, or does it fail
 // with EIO because no kmem limit switched accounting on for this memcg.
 type Kmem struct {
-	Slabinfo string `json:"slabinfo"` // readable | eio | absent
+	// Slabinfo is readable | eio | absent; omitted from 5.9, where the
+	// file is always empty and is not read.
+	Slabinfo string `json:"slabinfo,omitempty"`
 	// AccountingActive is slabinfo readable (true) or EIO (false) on
 	// kernels before 5.9, where that tells; null from 5.9, where the file
 	// is always empty and accounting follows the node (kmem_accounting).
@@ -28,9 +30,9 @@ type Kmem struct {
 // topSlabCaches is how many slab caches a pod, container or node lists.
 const topSlabCaches = 10
 
-// collectKmem reads memory.kmem.slabinfo of every pod and container cgroup
-// and the node's /proc/slabinfo. It runs for scan and audit only: serve
-// exports none of it (Config.SkipSlabinfo).
+// collectKmem reports the kmem accounting of every pod and container
+// cgroup and reads the node's /proc/slabinfo. It runs for scan and audit
+// only: serve exports none of it (Config.SkipSlabinfo).
 func (c *Collector) collectKmem(col *collection) {
 	if c.cfg.SkipSlabinfo || c.fs.Hierarchy.Mode == cgroupfs.ModeV2 {
 		return
@@ -54,22 +56,30 @@ func (c *Collector) collectKmem(col *collection) {
 	col.snap.Node.TopSlabCaches = largestSlabCaches(caches)
 }
 
+// cgroupKmem is one cgroup's kmem accounting: its kmem limit as the
+// memory read found it and, before 5.9, its memory.kmem.slabinfo. From 5.9
+// the kernel keeps that file empty in every memcg, so it tells nothing and
+// is not read.
 func (c *Collector) cgroupKmem(col *collection, path, release string) *Kmem {
 	if path == "" {
 		return nil
+	}
+	k := &Kmem{}
+	if limit, ok := col.kmemLimits[path]; ok {
+		k.LimitBytes = &limit
+	}
+	if newKernel(release, 5, 9) {
+		return k
 	}
 	state, caches, err := c.fs.CgroupSlabinfo(path)
 	if err != nil {
 		col.snap.ReadErrors["memory.kmem.slabinfo"]++
 		return nil
 	}
-	k := &Kmem{Slabinfo: state, TopSlabCaches: largestSlabCaches(caches)}
-	if state != cgroupfs.SlabinfoAbsent && oldKernel(release, 5, 9) {
+	k.Slabinfo, k.TopSlabCaches = state, largestSlabCaches(caches)
+	if state != cgroupfs.SlabinfoAbsent {
 		active := state == cgroupfs.SlabinfoReadable
 		k.AccountingActive = &active
-	}
-	if m := c.fs.MemoryFields(path, cgroupfs.FieldKmemLimit); m.KmemLimit != nil {
-		k.LimitBytes = m.KmemLimit
 	}
 	return k
 }

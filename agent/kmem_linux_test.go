@@ -51,6 +51,12 @@ func TestRealKernelKmemLayer(t *testing.T) {
 			t.Fatalf("pod %s: no kmem state: %+v", p.UID, p)
 		}
 		t.Logf("kernel %s pod %s: pod kmem %s, container kmem %s", snap.Node.Kernel, p.UID[:8], kmemText(p.Kmem), kmemText(p.Containers[0].Kmem))
+		for _, k := range []*Kmem{p.Kmem, p.Containers[0].Kmem} {
+			checkKmemRead(t, snap.Node.Kernel, k)
+		}
+	}
+	if took && snap.Node.KmemLimitedCgroups != 3 {
+		t.Errorf("%d kmem-limited cgroups %v, want the 3 written", snap.Node.KmemLimitedCgroups, snap.Node.KmemLimitedPaths)
 	}
 	a := NewAudit(snap, snap)
 	var layer *Finding
@@ -134,6 +140,18 @@ func writeKmemLimit(t *testing.T, fs *cgroupfs.FS, cg, v string) bool {
 		t.Logf("kmem limit write %s: %v; reads back %s", cg, werr, strings.TrimSpace(string(got)))
 	}
 	return kept
+}
+
+// checkKmemRead: memory.kmem.slabinfo is read before 5.9 and not from
+// 5.9, where the kernel keeps it empty in every memcg.
+func checkKmemRead(t *testing.T, release string, k *Kmem) {
+	t.Helper()
+	switch {
+	case newKernel(release, 5, 9) && (k.Slabinfo != "" || k.AccountingActive != nil || k.TopSlabCaches != nil):
+		t.Errorf("kernel %s: slabinfo read (%s), want it skipped from 5.9", release, kmemText(k))
+	case oldKernel(release, 5, 9) && k.Slabinfo == "":
+		t.Errorf("kernel %s: slabinfo not read, want its state before 5.9", release)
+	}
 }
 
 func kmemText(k *Kmem) string {

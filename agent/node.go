@@ -2,6 +2,8 @@ package agent
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/shmwatch/shmwatch/cgroupfs"
 )
@@ -16,9 +18,11 @@ func (c *Collector) reportNode(col *collection, n cgroupfs.Node) {
 	r.MemoryPressure = pressureOf(n.PSI)
 	r.MemTotal = n.MemTotal
 	r.Memcg = Memcgs{Live: n.LiveMemcgs, Dying: n.DyingMemcgs, IDHeadroom: n.MemcgIDHeadroom}
-	r.KmemLimitedCgroups = len(col.kmemLimited)
-	r.KmemLimitedPaths = col.kmemLimited
-	r.KmemAccounting = kmemAccounting(n.NoKmem, n.KernelRelease, len(col.kmemLimited))
+	r.KmemLimitedCgroups = len(col.kmemLimits)
+	if len(col.kmemLimits) > 0 {
+		r.KmemLimitedPaths = slices.Sorted(maps.Keys(col.kmemLimits))
+	}
+	r.KmemAccounting = kmemAccounting(n.NoKmem, n.KernelRelease, len(col.kmemLimits))
 	for _, e := range n.Errors {
 		col.snap.ReadErrors[e.Field]++
 		r.Errors = append(r.Errors, e.Error())
