@@ -35,8 +35,8 @@ type Config struct {
 	// (v1 memory.max_usage_in_bytes, v2 memory.peak). serve sets it.
 	SkipPeak bool
 	// SkipSandboxMemory does not read the memory files of sandbox (pause)
-	// container cgroups once they are known to be sandboxes: serve without
-	// --collector.sandbox exports none of them, and they are a quarter of
+	// container cgroups: serve without --collector.sandbox exports none of
+	// them, scan shows them only with --sandbox, and they are a quarter of
 	// a node's cgroups. Their Memory stays nil; the pod's own cgroup still
 	// counts their memory (v1 and v2 pod values are hierarchical).
 	SkipSandboxMemory bool
@@ -151,6 +151,10 @@ func (c *Collector) collect() *Snapshot {
 		node, pods, discoverErr = c.discover()
 		return nodeCountErr(node)
 	})
+	c.phase(col, "containers", func() error {
+		c.resolveContainers(col, pods)
+		return nil
+	})
 	c.phase(col, "cgroup", func() error {
 		if discoverErr == nil {
 			col.snap.Pods = c.readPods(col, pods)
@@ -244,8 +248,8 @@ func (c *Collector) fields(base cgroupfs.Fields) cgroupfs.Fields {
 	return base | cgroupfs.FieldPeak
 }
 
-// containerWant is what to read of a container cgroup: serve reads only
-// the cached kmem limit of a known sandbox.
+// containerWant is what to read of a container cgroup: with
+// SkipSandboxMemory only the cached kmem limit of a sandbox.
 func (c *Collector) containerWant(ct cgroupfs.Container) cgroupfs.Fields {
 	if c.cfg.SkipSandboxMemory && c.knownSandbox(ct.Path) {
 		return sandboxFields
@@ -254,7 +258,7 @@ func (c *Collector) containerWant(ct cgroupfs.Container) cgroupfs.Fields {
 }
 
 // knownSandbox says whether a container cgroup was found to hold only the
-// pause process by an earlier collection (the mount cache remembers it).
+// pause process when it was resolved (the mount cache remembers it).
 func (c *Collector) knownSandbox(path string) bool {
 	cm, ok := c.mounts[path]
 	return ok && cm.sandbox

@@ -54,3 +54,44 @@ func TestSandboxShmWhileContainersDown(t *testing.T) {
 	}
 	t.Logf("container removed: runtime shm %s used %d (statfs %d, written %d)", s.HostPath, *s.Used, used, written)
 }
+
+// TestFirstPassSkipsSandboxMemory: with SkipSandboxMemory the pause
+// container's memory files are not read, on the first collection too
+// (its /dev/shm is resolved, which finds it is the pause container,
+// before memory is read), while the app container's are; without it both
+// are read.
+func TestFirstPassSkipsSandboxMemory(t *testing.T) {
+	tree := podtree.New(t)
+	pod := tree.MustAddPod(podtree.Burstable)
+	shm, err := pod.RuntimeShm(podtree.RandomHex(32), 16<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sandbox, err := pod.StartPause(shm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app, err := pod.Start(shm, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs, scanner := hostReaders(t)
+	for _, skip := range []bool{true, false} {
+		c := NewCollector(Config{CgroupRoot: tree.CgroupRoot, SkipSandboxMemory: skip}, fs, scanner, nil, nil)
+		p := collectPod(t, c, pod.Path)
+		got := map[string]Container{}
+		for _, ct := range p.Containers {
+			got[ct.ID] = ct
+		}
+		s, a := got[sandbox.ID], got[app.ID]
+		if !s.Sandbox || a.Sandbox {
+			t.Fatalf("skip %v: sandbox flags: pause %v, app %v", skip, s.Sandbox, a.Sandbox)
+		}
+		if a.Memory.Usage == nil {
+			t.Errorf("skip %v: app container's memory not read", skip)
+		}
+		if read := s.Memory.Usage != nil; read == skip {
+			t.Errorf("skip %v: pause container's memory read %v on the first collection", skip, read)
+		}
+	}
+}

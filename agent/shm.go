@@ -18,12 +18,6 @@ func (c *Collector) collectShm(col *collection) error {
 	if c.shm == nil {
 		return nil
 	}
-	if err := c.shm.Refresh(); err != nil {
-		// Without the host table sources are unknown, but statfs through
-		// each container still measures the mounts.
-		c.logOnce("refresh:"+err.Error(), "cannot read the host mount table", zap.Error(err))
-		col.snap.ReadErrors["mountinfo"]++
-	}
 	pending := make([]pendingStat, 0, len(col.snap.Pods))
 	for i := range col.snap.Pods {
 		pending = c.podShm(col, i, pending)
@@ -40,6 +34,31 @@ func (c *Collector) collectShm(col *collection) error {
 	}
 	col.snap.StuckMounts = c.shm.Stuck()
 	return nil
+}
+
+// resolveContainers re-reads the host mount table when it changed and
+// resolves what is at the /dev/shm of each container seen for the first
+// time, before any memory is read: a pause container found here is read
+// only for its kmem limit (Config.SkipSandboxMemory) from the first pass
+// on. A container that cannot be resolved yet is tried again by the shm
+// phase, which records the error.
+func (c *Collector) resolveContainers(col *collection, pods []cgroupfs.Pod) {
+	if c.shm == nil {
+		return
+	}
+	if err := c.shm.Refresh(); err != nil {
+		// Without the host table sources are unknown, but statfs through
+		// each container still measures the mounts.
+		c.logOnce("refresh:"+err.Error(), "cannot read the host mount table", zap.Error(err))
+		col.snap.ReadErrors["mountinfo"]++
+	}
+	for i := range pods {
+		for _, ct := range pods[i].Containers {
+			if _, ok := c.mounts[ct.Path]; !ok {
+				_, _ = c.containerMount(ct.Path, col.epoch)
+			}
+		}
+	}
 }
 
 // pendingStat is a shm of a pod still to be statfs'd at its host path.

@@ -17,6 +17,7 @@ type scanCmd struct {
 	flags      *nodeFlags
 	output     string
 	containers bool
+	sandbox    bool
 	growth     time.Duration
 }
 
@@ -25,6 +26,7 @@ func newScanCmd(app *kingpin.Application, f *nodeFlags) *scanCmd {
 	s.cmd = app.Command("scan", "One pass over this host: every pod's shm, memory and binding limit.")
 	s.cmd.Flag("output", "table or json.").Short('o').Default("table").EnumVar(&s.output, "table", "json")
 	s.cmd.Flag("containers", "Also a row per container.").BoolVar(&s.containers)
+	s.cmd.Flag("sandbox", "Also read the memory of the sandbox (pause) containers.").BoolVar(&s.sandbox)
 	s.cmd.Flag("growth", "Sample each pod's tmpfs and memory cgroup every second for this long after the pass and show the time until each is full at that rate (least squares; e.g. 5s). 0: one pass, no time to full.").Default("0s").DurationVar(&s.growth)
 	return s
 }
@@ -32,7 +34,7 @@ func newScanCmd(app *kingpin.Application, f *nodeFlags) *scanCmd {
 func (s *scanCmd) run(log *zap.Logger) int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	col, meta, err := s.flags.openNode(ctx, log, agent.Config{})
+	col, meta, err := s.flags.openNode(ctx, log, agent.Config{SkipSandboxMemory: !s.sandbox})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "shmwatch scan:", err)
 		return 1
@@ -77,7 +79,8 @@ func newAuditCmd(app *kingpin.Application, f *nodeFlags) *auditCmd {
 func (a *auditCmd) run(log *zap.Logger) int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	col, meta, err := a.flags.openNode(ctx, log, agent.Config{})
+	// The audit reports the node: no pod's peak nor sandbox memory.
+	col, meta, err := a.flags.openNode(ctx, log, agent.Config{SkipPeak: true, SkipSandboxMemory: true})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "shmwatch audit:", err)
 		return 3

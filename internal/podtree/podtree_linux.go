@@ -249,6 +249,26 @@ func (p *Pod) Start(shmHost string, fill uint64) (*Container, error) {
 	return c, c.run(c.Dir, inner)
 }
 
+// StartPause is a sandbox: a container whose one process is named pause
+// (its comm, through a symlink to sleep), with shmHost bind-mounted at its
+// /dev/shm as the runtime does for the pause container.
+func (p *Pod) StartPause(shmHost string) (*Container, error) {
+	pause := filepath.Join(p.tree.t.TempDir(), "pause")
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		return nil, fmt.Errorf("podtree: %w", err)
+	}
+	if err := os.Symlink(sleep, pause); err != nil {
+		return nil, fmt.Errorf("podtree: %w", err)
+	}
+	c, err := p.newContainer()
+	if err != nil {
+		return nil, err
+	}
+	inner := fmt.Sprintf("set -e; mount --bind %s /dev/shm; echo READY; exec %s 100000", shmHost, pause)
+	return c, c.run(c.Dir, inner)
+}
+
 // StartWriter is Start with a process that keeps writing: chunk bytes to a
 // new file in /dev/shm (shmHost bind-mounted there) every period, until the
 // tmpfs or the memcg stops it.
