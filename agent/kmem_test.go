@@ -1,6 +1,9 @@
 package agent
 
 import (
+	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -61,5 +64,39 @@ func TestKmemLayerFinding(t *testing.T) {
 	v2 := Snapshot{Node: NodeReport{CgroupMode: "v2"}, Pods: []Pod{pod(limited)}}
 	if f := kmemLayerFinding(&v2); f.Check != "" {
 		t.Errorf("v2: %+v", f)
+	}
+}
+
+// TestSlabinfoReadOnlyBefore59: a collection reads each cgroup's
+// memory.kmem.slabinfo on a kernel before 5.9 and not from 5.9, where the
+// kernel keeps it empty. The same captured files; only the release the
+// node reports differs.
+func TestSlabinfoReadOnlyBefore59(t *testing.T) {
+	for _, tc := range []struct {
+		release string
+		read    bool
+	}{{"6.18.44-fc-v1300", false}, {"5.4.0-216-generic", true}} {
+		ft := buildV1Fixture(t)
+		osrelease := filepath.Join(ft.ProcRoot, "sys", "kernel", "osrelease")
+		if err := os.WriteFile(osrelease, []byte(tc.release+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		snap, err := fixtureCollector(ft, fixtureMeta()).Collect(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range snap.Pods {
+			for _, k := range []*Kmem{p.Kmem, p.Containers[0].Kmem} {
+				if k == nil {
+					t.Fatalf("%s: pod %s: no kmem state", tc.release, p.Name)
+				}
+				if read := k.Slabinfo != ""; read != tc.read {
+					t.Errorf("%s: pod %s: slabinfo %q, want read %v", tc.release, p.Name, k.Slabinfo, tc.read)
+				}
+				if active := k.AccountingActive != nil && *k.AccountingActive; active != tc.read {
+					t.Errorf("%s: pod %s: accounting_active %v, want %v (a readable slabinfo before 5.9)", tc.release, p.Name, k.AccountingActive, tc.read)
+				}
+			}
+		}
 	}
 }
