@@ -249,24 +249,36 @@ func (p *Pod) Start(shmHost string, fill uint64) (*Container, error) {
 	return c, c.run(c.Dir, inner)
 }
 
-// StartPause is a sandbox: a container whose one process is named pause
-// (its comm, through a symlink to sleep), with shmHost bind-mounted at its
-// /dev/shm as the runtime does for the pause container.
+// StartPause is a sandbox: a container whose one process is named pause,
+// with shmHost bind-mounted at its /dev/shm as the runtime does for the
+// pause container. The process is a shell script called pause that blocks
+// opening a FIFO nobody writes: one process whatever sleep is (busybox
+// dispatches on the name it is run as). It returns once the process's comm
+// reads pause.
 func (p *Pod) StartPause(shmHost string) (*Container, error) {
-	pause := filepath.Join(p.tree.t.TempDir(), "pause")
-	sleep, err := exec.LookPath("sleep")
-	if err != nil {
-		return nil, fmt.Errorf("podtree: %w", err)
+	dir := p.tree.t.TempDir()
+	fifo, pause := filepath.Join(dir, "never"), filepath.Join(dir, "pause")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		return nil, fmt.Errorf("podtree: mkfifo: %w", err)
 	}
-	if err := os.Symlink(sleep, pause); err != nil {
+	if err := os.WriteFile(pause, []byte("#!/bin/sh\nread x < "+fifo+"\n"), 0o755); err != nil {
 		return nil, fmt.Errorf("podtree: %w", err)
 	}
 	c, err := p.newContainer()
 	if err != nil {
 		return nil, err
 	}
-	inner := fmt.Sprintf("set -e; mount --bind %s /dev/shm; echo READY; exec %s 100000", shmHost, pause)
-	return c, c.run(c.Dir, inner)
+	inner := fmt.Sprintf("set -e; mount --bind %s /dev/shm; echo READY; exec %s", shmHost, pause)
+	if err := c.run(c.Dir, inner); err != nil {
+		return nil, err
+	}
+	comm := fmt.Sprintf("/proc/%d/comm", c.Pid)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if b, err := os.ReadFile(comm); err == nil && strings.TrimSpace(string(b)) == "pause" {
+			return c, nil
+		}
+	}
+	return nil, fmt.Errorf("podtree: %s never read pause", comm)
 }
 
 // StartWriter is Start with a process that keeps writing: chunk bytes to a
