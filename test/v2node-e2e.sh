@@ -51,7 +51,16 @@ log "helm install, pinned to $NODE (hostNetwork: the API is reached from the nod
 	--set hostNetwork=true --set auth.mode=none --set image.registry=localhost --set image.repository=shmwatch \
 	--set image.tag="$TAG" --set image.pullPolicy=Never --set service.port="$AGENT_PORT" --set-string "nodeSelector.kubernetes\.io/hostname=$NODE" \
 	2>&1 | grep -v 'symbolic link' >&2
-agent=$(kubectl -n "$NS" get pod -l app.kubernetes.io/instance="$REL" -o jsonpath='{.items[0].metadata.name}')
+# helm's --wait can return before the DaemonSet controller has made the pod on a node that just
+# joined (no pod desired yet counts as ready), so wait for the pod itself.
+agent=""
+for _ in $(seq 120); do
+	agent=$(kubectl -n "$NS" get pod -l app.kubernetes.io/instance="$REL" -o jsonpath='{.items[*].metadata.name}')
+	[ -n "$agent" ] && break
+	sleep 1
+done
+if [ -z "$agent" ]; then log "FAIL no agent pod on $NODE 120 s after helm install"; exit 1; fi
+kubectl -n "$NS" wait --for=condition=Ready "pod/$agent" --timeout=240s >/dev/null
 log "agent pod $agent"
 
 oompod() { # name extra-yaml
