@@ -132,6 +132,9 @@ type collection struct {
 	src []*cgroupfs.Pod
 	// kmemLimits are the v1 kmem limits set, by cgroup path.
 	kmemLimits map[string]uint64
+	// unresolved are the containers whose /dev/shm could not be resolved
+	// this collection, with the error, by cgroup path.
+	unresolved map[string]error
 }
 
 func (c *Collector) collect() *Snapshot {
@@ -141,7 +144,7 @@ func (c *Collector) collect() *Snapshot {
 	// Empty lists, not nil: the JSON contract says arrays.
 	col := &collection{epoch: c.epoch, snap: &Snapshot{
 		Time: c.now(), Pods: []Pod{}, Orphans: []Orphan{}, ReadErrors: map[string]int{},
-	}}
+	}, unresolved: map[string]error{}}
 
 	c.phase(col, "metadata", func() error { return c.collectMetadata(col) })
 	var node cgroupfs.Node

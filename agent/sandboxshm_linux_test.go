@@ -1,10 +1,13 @@
 package agent
 
 import (
+	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	"github.com/shmwatch/shmwatch/cgroupfs"
 	"github.com/shmwatch/shmwatch/internal/podtree"
 	"github.com/shmwatch/shmwatch/shmscan"
 )
@@ -92,6 +95,35 @@ func TestFirstPassSkipsSandboxMemory(t *testing.T) {
 		}
 		if read := s.Memory.Usage != nil; read == skip {
 			t.Errorf("skip %v: pause container's memory read %v on the first collection", skip, read)
+		}
+	}
+}
+
+// TestUnresolvedContainerShmError: a container whose /dev/shm cannot be
+// resolved (here its processes cannot be listed: a tree of captured files
+// has no cgroup.procs) gets the error on its pod, once, from the
+// resolution the containers phase tried.
+func TestUnresolvedContainerShmError(t *testing.T) {
+	ft := buildV1Fixture(t)
+	_, scanner := hostReaders(t)
+	c := NewCollector(Config{NodeName: "fixture-node", CgroupRoot: "/"},
+		cgroupfs.NewFSAt(ft.Hierarchy, ft.ProcRoot), scanner, fixtureMeta(), nil)
+	snap, err := c.Collect(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Pods) != 2 {
+		t.Fatalf("%d pods, want the fixture's 2", len(snap.Pods))
+	}
+	for _, p := range snap.Pods {
+		var shmErrs []string
+		for _, e := range p.Errors {
+			if strings.HasPrefix(e, "shm of container") {
+				shmErrs = append(shmErrs, e)
+			}
+		}
+		if len(shmErrs) != 1 || !strings.Contains(shmErrs[0], "list processes") {
+			t.Errorf("pod %s: shm errors %q, want one naming the processes it could not list", p.Name, shmErrs)
 		}
 	}
 }

@@ -40,8 +40,9 @@ func (c *Collector) collectShm(col *collection) error {
 // resolves what is at the /dev/shm of each container seen for the first
 // time, before any memory is read: a pause container found here is read
 // only for its kmem limit (Config.SkipSandboxMemory) from the first pass
-// on. A container that cannot be resolved yet is tried again by the shm
-// phase, which records the error.
+// on. The error of a container that cannot be resolved is kept for the
+// shm phase to record (resolvedMount); the next collection tries again.
+// Each container is resolved at most once a collection.
 func (c *Collector) resolveContainers(col *collection, pods []cgroupfs.Pod) {
 	if c.shm == nil {
 		return
@@ -54,11 +55,27 @@ func (c *Collector) resolveContainers(col *collection, pods []cgroupfs.Pod) {
 	}
 	for i := range pods {
 		for _, ct := range pods[i].Containers {
-			if _, ok := c.mounts[ct.Path]; !ok {
-				_, _ = c.containerMount(ct.Path, col.epoch)
+			if _, ok := c.mounts[ct.Path]; ok {
+				continue
+			}
+			if _, err := c.containerMount(ct.Path, col.epoch); err != nil {
+				col.unresolved[ct.Path] = err
 			}
 		}
 	}
+}
+
+// resolvedMount is what the containers phase found at a container's
+// /dev/shm: the cached mount (seen by this collection), else the error that
+// kept it from being resolved, else nothing (the container runs no process).
+func (c *Collector) resolvedMount(col *collection, cgPath string) (cachedMount, error) {
+	cm, ok := c.mounts[cgPath]
+	if !ok {
+		return cachedMount{}, col.unresolved[cgPath]
+	}
+	cm.seen = col.epoch
+	c.mounts[cgPath] = cm
+	return cm, nil
 }
 
 // pendingStat is a shm of a pod still to be statfs'd at its host path.
@@ -126,7 +143,7 @@ func (c *Collector) sandboxShm(col *collection, pod int, src *cgroupfs.Pod, pend
 // per tmpfs: containers sharing one tmpfs share one Shm.
 func (c *Collector) containerShm(col *collection, pod int, ct *Container, cgPath string, byDevice map[string]int, pending []pendingStat) []pendingStat {
 	p := &col.snap.Pods[pod]
-	cm, err := c.containerMount(cgPath, col.epoch)
+	cm, err := c.resolvedMount(col, cgPath)
 	if err != nil {
 		p.readErrs = append(p.readErrs, readError{field: "shm", path: cgPath, err: err})
 		p.Errors = append(p.Errors, fmt.Sprintf("shm of container %s: %v", ct.Name, err))
@@ -176,17 +193,12 @@ func dropSandboxOnly(shms []Shm) []Shm {
 	return kept
 }
 
-// containerMount returns what is at a container's /dev/shm, resolving it
-// through the container's processes only the first time. Resolving reads
+// containerMount resolves what is at a container's /dev/shm through its
+// processes and caches it for the container's lifetime. Resolving reads
 // the container's mountinfo and measures nothing: a mount of the host
 // table is measured with the others at its host path, once per pod
 // however many containers share it.
 func (c *Collector) containerMount(cgPath string, epoch uint64) (cachedMount, error) {
-	if cm, ok := c.mounts[cgPath]; ok {
-		cm.seen = epoch
-		c.mounts[cgPath] = cm
-		return cm, nil
-	}
 	pids, err := c.fs.Procs(cgPath)
 	if err != nil {
 		return cachedMount{}, fmt.Errorf("list processes of %s: %w", cgPath, err)
