@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -39,13 +38,7 @@ func TestRealKernelKmemLayer(t *testing.T) {
 	writeKmemLimit(t, fs, runtimePod+runtimeCtr, limit)
 
 	col := NewCollector(Config{NodeName: "real", CgroupRoot: root}, fs, nil, nil, nil)
-	snap, err := col.Collect(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(snap.Pods) != 2 {
-		t.Fatalf("%d pods, want 2", len(snap.Pods))
-	}
+	snap := collectPods(t, col, 2)
 	for _, p := range snap.Pods {
 		if p.Kmem == nil || len(p.Containers) != 1 || p.Containers[0].Kmem == nil {
 			t.Fatalf("pod %s: no kmem state: %+v", p.UID, p)

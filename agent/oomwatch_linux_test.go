@@ -143,11 +143,21 @@ func waitKill(recorded <-chan OOMKill) (OOMKill, bool) {
 
 func collectPod(t *testing.T, c *Collector, cgPath string) Pod {
 	t.Helper()
+	return podOf(t, collectPods(t, c, -1), cgPath)
+}
+
+// collectPods runs one collection and fails unless it lists n pods (any
+// number when n < 0).
+func collectPods(t *testing.T, c *Collector, n int) *Snapshot {
+	t.Helper()
 	snap, err := c.Collect(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return podOf(t, snap, cgPath)
+	if n >= 0 && len(snap.Pods) != n {
+		t.Fatalf("%d pods, want %d", len(snap.Pods), n)
+	}
+	return snap
 }
 
 func p50(ds []time.Duration) time.Duration {

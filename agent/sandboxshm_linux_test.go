@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -108,14 +107,7 @@ func TestUnresolvedContainerShmError(t *testing.T) {
 	_, scanner := hostReaders(t)
 	c := NewCollector(Config{NodeName: "fixture-node", CgroupRoot: "/"},
 		cgroupfs.NewFSAt(ft.Hierarchy, ft.ProcRoot), scanner, fixtureMeta(), nil)
-	snap, err := c.Collect(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(snap.Pods) != 2 {
-		t.Fatalf("%d pods, want the fixture's 2", len(snap.Pods))
-	}
-	for _, p := range snap.Pods {
+	for _, p := range collectPods(t, c, 2).Pods { // the fixture's two pods
 		var shmErrs []string
 		for _, e := range p.Errors {
 			if strings.HasPrefix(e, "shm of container") {
