@@ -151,6 +151,10 @@ func kmemLimitFinding(s *Snapshot) Finding {
 	if n.CgroupMode == "v2" {
 		return Finding{}
 	}
+	if !kmemLimitsSettable(n.Kernel) {
+		return Finding{Check: "kmem-limits", Severity: SeverityOK,
+			Message: "kernel " + n.Kernel + " keeps no kmem limit: from 5.16 a write to memory.kmem.limit_in_bytes fails or does nothing"}
+	}
 	f := Finding{Check: "kmem-limits", Severity: SeverityOK, Message: fmt.Sprintf("%d pod or container cgroups have a kmem limit set", n.KmemLimitedCgroups)}
 	if n.KmemLimitedCgroups > 0 {
 		f.Severity = SeverityWarning

@@ -81,6 +81,9 @@ type Collector struct {
 	logged    map[string]bool
 	errTotals map[string]uint64
 	oom       *OOMWatch // nil: no OOM watch (WatchOOM)
+	// noKmemLimits is set from kernel 5.16, which keeps no v1 kmem limit
+	// (see kmemLimitsSettable): the limit is not read there.
+	noKmemLimits bool
 
 	kernelOOM  atomic.Bool            // an OOM watch runs: the kubelet's kills are not counted
 	kubeletMu  sync.Mutex             // guards kubeletOOM (collections and KubeletOOMKilled)
@@ -152,6 +155,7 @@ func (c *Collector) collect() *Snapshot {
 	var discoverErr error
 	c.phase(col, "node", func() error {
 		node, pods, discoverErr = c.discover()
+		c.noKmemLimits = !kmemLimitsSettable(node.KernelRelease)
 		return nodeCountErr(node)
 	})
 	c.phase(col, "containers", func() error {
@@ -245,17 +249,25 @@ func (c *Collector) readPods(col *collection, pods []cgroupfs.Pod) []Pod {
 
 // fields is what to read of a pod or container cgroup.
 func (c *Collector) fields(base cgroupfs.Fields) cgroupfs.Fields {
-	if c.cfg.SkipPeak {
-		return base
+	if !c.cfg.SkipPeak {
+		base |= cgroupfs.FieldPeak
 	}
-	return base | cgroupfs.FieldPeak
+	return c.kmemFields(base)
+}
+
+// kmemFields drops the kmem limit from want where the kernel keeps none.
+func (c *Collector) kmemFields(want cgroupfs.Fields) cgroupfs.Fields {
+	if c.noKmemLimits {
+		return want &^ cgroupfs.FieldKmemLimit
+	}
+	return want
 }
 
 // containerWant is what to read of a container cgroup: with
 // SkipSandboxMemory only the cached kmem limit of a sandbox.
 func (c *Collector) containerWant(ct cgroupfs.Container) cgroupfs.Fields {
 	if c.cfg.SkipSandboxMemory && c.knownSandbox(ct.Path) {
-		return sandboxFields
+		return c.kmemFields(sandboxFields)
 	}
 	return c.fields(containerFields)
 }

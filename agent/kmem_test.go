@@ -100,3 +100,62 @@ func TestSlabinfoReadOnlyBefore59(t *testing.T) {
 		}
 	}
 }
+
+// A kmem limit is read only where the kernel can hold one: the limit file
+// captured on 5.10 (a written 1Gi kept) is read with that release and not
+// with 6.18's, where every cgroup reads unlimited.
+func TestKmemLimitReadOnlyBefore516(t *testing.T) {
+	const limit = 1 << 30 // what the capture wrote
+	release, err := os.ReadFile(filepath.Join(captures, "vm510-v1", "osrelease"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		release string
+		read    bool
+	}{{strings.TrimSpace(string(release)), true}, {"6.18.44-fc-v1300", false}} {
+		ft := buildV1Fixture(t)
+		osrelease := filepath.Join(ft.ProcRoot, "sys", "kernel", "osrelease")
+		if err := os.WriteFile(osrelease, []byte(tc.release+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cgroups := 0
+		for _, pod := range []string{"kubepods/burstable/pod" + burstUID, "kubepods/pod" + guarUID} {
+			podDir := filepath.Join(ft.Hierarchy.MemoryRoot, pod)
+			ctrs, _ := filepath.Glob(filepath.Join(podDir, "*", "memory.stat"))
+			for _, dir := range append([]string{podDir}, dirsOf(ctrs)...) {
+				copyCaptures(t, "vm510-v1", "cg.", dir, "memory.kmem.limit_in_bytes")
+				cgroups++
+			}
+		}
+		snap, err := fixtureCollector(ft, fixtureMeta()).Collect(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := 0
+		if tc.read {
+			want = cgroups
+		}
+		if got := snap.Node.KmemLimitedCgroups; got != want || cgroups != 4 {
+			t.Errorf("%s: %d kmem-limited cgroups of %d with a limit written, want %d", tc.release, got, cgroups, want)
+		}
+		for _, p := range snap.Pods {
+			for _, k := range []*Kmem{p.Kmem, p.Containers[0].Kmem} {
+				if read := k != nil && k.LimitBytes != nil && *k.LimitBytes == limit; read != tc.read {
+					t.Errorf("%s: pod %s: kmem %+v, want the 1Gi limit read %v", tc.release, p.Name, k, tc.read)
+				}
+			}
+		}
+		if f := kmemLimitFinding(snap); tc.read == strings.Contains(f.Message, "keeps no kmem limit") {
+			t.Errorf("%s: audit says %q", tc.release, f.Message)
+		}
+	}
+}
+
+func dirsOf(files []string) []string {
+	out := make([]string, len(files))
+	for i, f := range files {
+		out[i] = filepath.Dir(f)
+	}
+	return out
+}

@@ -55,6 +55,15 @@ func kmemAccounting(nokmem bool, release string, kmemLimited int) string {
 	}
 }
 
+// kmemLimitsSettable says whether a kernel can hold a v1 kmem limit. From
+// 5.16 a write to memory.kmem.limit_in_bytes fails (EOPNOTSUPP); later
+// kernels and their stable updates accept it and do nothing. Either way
+// every cgroup reads unlimited (measured: 5.10 keeps a written 1Gi, 6.1 and
+// 6.18 read back unlimited). A release that does not parse is settable.
+func kmemLimitsSettable(release string) bool {
+	return !newKernel(release, 5, 16)
+}
+
 // oldKernel says whether a release is known to be older than major.minor;
 // a release that does not parse is never judged old.
 func oldKernel(release string, major, minor int) bool {
