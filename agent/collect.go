@@ -57,6 +57,7 @@ const (
 	containerFields = cgroupfs.FieldStat | cgroupfs.FieldLimit | cgroupfs.FieldUsage | cgroupfs.FieldKernel | cgroupfs.FieldKmemLimit | cgroupfs.FieldEvents
 	// sandboxFields keeps the kmem-limit count whole when sandbox memory
 	// is skipped; the limit is cached per cgroup, so it costs an fstat.
+	// From 5.16 it is nothing, and a sandbox cgroup is not opened.
 	sandboxFields = cgroupfs.FieldKmemLimit
 )
 
@@ -264,7 +265,8 @@ func (c *Collector) kmemFields(want cgroupfs.Fields) cgroupfs.Fields {
 }
 
 // containerWant is what to read of a container cgroup: with
-// SkipSandboxMemory only the cached kmem limit of a sandbox.
+// SkipSandboxMemory only the cached kmem limit of a sandbox, where the
+// kernel keeps one.
 func (c *Collector) containerWant(ct cgroupfs.Container) cgroupfs.Fields {
 	if c.cfg.SkipSandboxMemory && c.knownSandbox(ct.Path) {
 		return c.kmemFields(sandboxFields)

@@ -20,7 +20,8 @@ type Kmem struct {
 	// is always empty and accounting follows the node (kmem_accounting).
 	AccountingActive *bool `json:"accounting_active"`
 	// LimitBytes is memory.kmem.limit_in_bytes when set: the write that
-	// turns accounting on (3.8 to about 4.5) and pins the memcg.
+	// turns accounting on (3.8 to about 4.5) and pins the memcg. Null from
+	// 5.16, which keeps no kmem limit (kmemLimitsSettable).
 	LimitBytes *uint64 `json:"limit_bytes"`
 	// TopSlabCaches are the largest caches of the cgroup's slabinfo, where
 	// the file has rows (kernels before 5.9).

@@ -100,8 +100,11 @@ type memReader struct {
 // relative to MemoryRoot with a leading slash. Every field that cannot be
 // read, or was not asked for, is nil; one that could not be read has an
 // entry in Errors; a vanished cgroup gives one "cgroup" error wrapping
-// fs.ErrNotExist.
+// fs.ErrNotExist. A cgroup asked for nothing (want 0) is not opened.
 func (fs *FS) MemoryFields(path string, want Fields) Memory {
+	if want == 0 {
+		return Memory{}
+	}
 	dirPath := fs.abs(path)
 	d, err := openDir(dirPath)
 	if err != nil {
@@ -150,6 +153,9 @@ func childName(path, parent string) (string, bool) {
 // memoryAt is MemoryFields of the cgroup name below the open directory
 // parent.
 func (fs *FS) memoryAt(parent cgDir, name string, want Fields) Memory {
+	if want == 0 {
+		return Memory{}
+	}
 	d, err := openDirAt(parent, name)
 	if err != nil {
 		return Memory{Errors: []FieldError{{Field: "cgroup", Path: d.path(), Err: err}}}
