@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -446,8 +447,8 @@ func TestRealKernelPodTree(t *testing.T) {
 	t.Logf("container: shmem=%s usage=%s ws=%s limit=%s kernel=%s; pod shmem=%s usage=%s; written %d",
 		ptrVal(cm.Shmem), ptrVal(cm.Usage), ptrVal(cm.WorkingSet), ptrVal(cm.Limit), ptrVal(cm.Kernel),
 		ptrVal(pm.Shmem), ptrVal(pm.Usage), testMiB<<20)
-	if cm.Shmem == nil || *cm.Shmem != testMiB<<20 || pm.Shmem == nil || *pm.Shmem != testMiB<<20 {
-		t.Errorf("shmem container %s pod %s, want %d (bytes written)", ptrVal(cm.Shmem), ptrVal(pm.Shmem), testMiB<<20)
+	if !statNear(cm.Shmem, testMiB<<20) || !statNear(pm.Shmem, testMiB<<20) {
+		t.Errorf("shmem container %s pod %s, want %d (bytes written) within %d", ptrVal(cm.Shmem), ptrVal(pm.Shmem), testMiB<<20, statSlack())
 	}
 	if cm.Limit == nil || *cm.Limit != 256<<20 || gm.Limit == nil || *gm.Limit != 512<<20 || !pm.Unlimited || pm.Limit != nil {
 		t.Errorf("limits: container %s, guaranteed pod %s, burstable pod unlimited=%v", ptrVal(cm.Limit), ptrVal(gm.Limit), pm.Unlimited)
@@ -477,8 +478,8 @@ func TestRealKernelPodTree(t *testing.T) {
 			t.Errorf("pod DyingDescendants = %s, want 1", ptrVal(pm.DyingDescendants))
 		}
 	}
-	if pm := fs.MemoryFields(burst, FieldsAll); pm.Shmem == nil || *pm.Shmem != testMiB<<20 {
-		t.Errorf("pod shmem after rmdir = %s, want %d (still charged)", ptrVal(pm.Shmem), testMiB<<20)
+	if pm := fs.MemoryFields(burst, FieldsAll); !statNear(pm.Shmem, testMiB<<20) {
+		t.Errorf("pod shmem after rmdir = %s, want %d (still charged) within %d", ptrVal(pm.Shmem), testMiB<<20, statSlack())
 	}
 	d2 := dyingNow(t, fs)
 	h.stop(t)
@@ -494,16 +495,28 @@ func TestRealKernelPodTree(t *testing.T) {
 	// count of dying descendants.
 	podFreed := func() bool {
 		pm := fs.MemoryFields(burst, FieldsAll)
-		return pm.Shmem != nil && *pm.Shmem == 0 &&
+		return statNear(pm.Shmem, 0) &&
 			(fs.Hierarchy.Mode != ModeV2 || pm.DyingDescendants != nil && *pm.DyingDescendants == 0)
 	}
 	for deadline := time.Now().Add(20 * time.Second); !podFreed() && time.Now().Before(deadline); {
 		time.Sleep(100 * time.Millisecond)
 	}
 	if pm := fs.MemoryFields(burst, FieldsAll); !podFreed() {
-		t.Errorf("pod after the file was deleted: shmem %s dying descendants %s, want 0 and (v2) 0",
-			ptrVal(pm.Shmem), ptrVal(pm.DyingDescendants))
+		t.Errorf("pod after the file was deleted: shmem %s dying descendants %s, want 0 (within %d) and (v2) 0",
+			ptrVal(pm.Shmem), ptrVal(pm.DyingDescendants), statSlack())
 	}
+}
+
+// statSlack is how far a memory.stat counter may be from the true value: the
+// kernel keeps each CPU's recent changes to it aside until they pass
+// MEMCG_CHARGE_BATCH (32 pages) and a read does not add them in (before 5.13;
+// later kernels flush them on read only past the same threshold). Measured on
+// 5.10: a 16 MiB tmpfs file reads 16 KiB short.
+func statSlack() uint64 { return uint64(32 * os.Getpagesize() * runtime.NumCPU()) }
+
+// statNear says whether a memory.stat counter reads want within statSlack.
+func statNear(got *uint64, want uint64) bool {
+	return got != nil && *got+statSlack() >= want && *got <= want+statSlack()
 }
 
 // dyingNow is the node's dying memcg count at this moment.
