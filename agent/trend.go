@@ -1,6 +1,9 @@
 package agent
 
-import "time"
+import (
+	"math"
+	"time"
+)
 
 // Trend estimates how fast a quantity grows: the least-squares slope over
 // the samples of the last span. A sawtooth or a flat series has no slope
@@ -37,32 +40,43 @@ func (tr *Trend) Add(t time.Time, v uint64) {
 }
 
 // Slope is the growth in units per second, and false with too few samples.
+// It is fitted about the means, so a flat series is exactly 0: the one-pass
+// sums leave rounding residue that reads as a tiny rate.
 func (tr *Trend) Slope() (float64, bool) {
 	n := len(tr.samples)
 	if n < minSamples {
 		return 0, false
 	}
 	t0 := tr.samples[0].t
-	var sx, sy, sxx, sxy float64
+	var mx, my float64
 	for _, s := range tr.samples {
-		x := s.t.Sub(t0).Seconds()
-		sx, sy, sxx, sxy = sx+x, sy+s.v, sxx+x*x, sxy+x*s.v
+		mx, my = mx+s.t.Sub(t0).Seconds(), my+s.v
 	}
-	den := float64(n)*sxx - sx*sx
-	if den == 0 {
+	mx, my = mx/float64(n), my/float64(n)
+	var sxx, sxy float64
+	for _, s := range tr.samples {
+		dx := s.t.Sub(t0).Seconds() - mx
+		sxx, sxy = sxx+dx*dx, sxy+dx*(s.v-my)
+	}
+	if sxx == 0 {
 		return 0, false
 	}
-	return (float64(n)*sxy - sx*sy) / den, true
+	return sxy / sxx, true
 }
 
 // Until is the time until the quantity, now at cur, reaches limit at the
-// fitted rate; nil when it does not grow, the rate is unknown or the limit
-// is already reached.
+// fitted rate; nil when it does not grow, the rate is unknown, the limit
+// is already reached or the time is past what a Duration holds (292 years:
+// an idle cgroup's few pages of drift), which would not convert.
 func (tr *Trend) Until(cur, limit uint64) *time.Duration {
 	slope, ok := tr.Slope()
 	if !ok || slope <= 0 || cur >= limit {
 		return nil
 	}
-	d := time.Duration(float64(limit-cur) / slope * float64(time.Second))
+	ns := float64(limit-cur) / slope * float64(time.Second)
+	if ns >= math.MaxInt64 {
+		return nil
+	}
+	d := time.Duration(ns)
 	return &d
 }

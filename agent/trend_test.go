@@ -24,6 +24,26 @@ func TestTrend(t *testing.T) {
 		t.Errorf("flat: full in %v, want never", *d)
 	}
 
+	// A page of drift a day against 4 EiB of room is far past what a
+	// Duration holds: no time at all, not a negative one.
+	drift := NewTrend(48 * time.Hour)
+	for i := range 3 {
+		drift.Add(t0.Add(time.Duration(i)*12*time.Hour), 64*mi+uint64(i)*2048)
+	}
+	if d := drift.Until(64*mi+4096, 1<<62); d != nil {
+		t.Errorf("drift: full in %v, want never (past a Duration)", *d)
+	}
+
+	// Flat at times a clock gives (not whole seconds): no rate, where the
+	// one-pass sums made 2e-8 B/s of rounding and a time past a Duration.
+	still := NewTrend(5 * time.Minute)
+	for i := range 4 {
+		still.Add(t0.Add(time.Duration(i)*1004727887*time.Nanosecond), 136450048)
+	}
+	if r, ok := still.Slope(); !ok || r != 0 {
+		t.Errorf("still: slope %v %v, want exactly 0", r, ok)
+	}
+
 	short := NewTrend(5 * time.Minute)
 	short.Add(t0, 0)
 	short.Add(t0.Add(time.Second), mi)
