@@ -509,9 +509,9 @@ func TestRealKernelPodTree(t *testing.T) {
 
 // statSlack is how far a memory.stat counter may be from the true value: the
 // kernel keeps each CPU's recent changes to it aside until they pass
-// MEMCG_CHARGE_BATCH (32 pages) and a read does not add them in (before 5.13;
-// later kernels flush them on read only past the same threshold). Measured on
-// 5.10: a 16 MiB tmpfs file reads 16 KiB short.
+// MEMCG_CHARGE_BATCH (32 pages), and a read before 5.13 does not add them in
+// (later kernels add them on a read once enough have gathered, and every 2 s).
+// Measured on 5.10: a 16 MiB tmpfs file reads 16 KiB short.
 func statSlack() uint64 { return uint64(32 * os.Getpagesize() * runtime.NumCPU()) }
 
 // statNear says whether a memory.stat counter reads want within statSlack.
