@@ -341,19 +341,21 @@ func assertMemoryMatchesKernel(t *testing.T, fs *FS, cg string) Memory {
 	return Memory{}
 }
 
+// poll calls cond every 100 ms for up to 20 s and says whether it came true.
+func poll(cond func() bool) bool {
+	for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+	return true
+}
+
 // pollNode waits up to 20 s for cond on Node(); it returns the last Node.
 func pollNode(fs *FS, cond func(Node) bool) (Node, bool) {
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		n := fs.Node()
-		if cond(n) {
-			return n, true
-		}
-		if time.Now().After(deadline) {
-			return n, false
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	var n Node
+	ok := poll(func() bool { n = fs.Node(); return cond(n) })
+	return n, ok
 }
 
 // settledNode waits until the node's dying memcg count holds still for a
@@ -493,17 +495,15 @@ func TestRealKernelPodTree(t *testing.T) {
 	}
 	// Whose fall it was: the pod's hierarchical shmem (v1 and v2) and, on v2, its own
 	// count of dying descendants.
-	podFreed := func() bool {
-		pm := fs.MemoryFields(burst, FieldsAll)
-		return statNear(pm.Shmem, 0) &&
-			(fs.Hierarchy.Mode != ModeV2 || pm.DyingDescendants != nil && *pm.DyingDescendants == 0)
-	}
-	for deadline := time.Now().Add(20 * time.Second); !podFreed() && time.Now().Before(deadline); {
-		time.Sleep(100 * time.Millisecond)
-	}
-	if pm := fs.MemoryFields(burst, FieldsAll); !podFreed() {
+	var podM Memory
+	podFreed := poll(func() bool {
+		podM = fs.MemoryFields(burst, FieldsAll)
+		return statNear(podM.Shmem, 0) &&
+			(fs.Hierarchy.Mode != ModeV2 || podM.DyingDescendants != nil && *podM.DyingDescendants == 0)
+	})
+	if !podFreed {
 		t.Errorf("pod after the file was deleted: shmem %s dying descendants %s, want 0 (within %d) and (v2) 0",
-			ptrVal(pm.Shmem), ptrVal(pm.DyingDescendants), statSlack())
+			ptrVal(podM.Shmem), ptrVal(podM.DyingDescendants), statSlack())
 	}
 }
 
